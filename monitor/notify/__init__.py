@@ -1,0 +1,1 @@
+"""Alert delivery: rendering, the outbox dispatcher, and the Slack and console notifiers."""

@@ -1,0 +1,53 @@
+"""The store protocol: branch state plus the alert outbox, saved together.
+
+Saving state and the alerts it produced in one transaction is what makes delivery exactly-once
+across restarts: an alert exists in the outbox iff the state that raised it was saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+
+
+class Store(Protocol):
+    async def load_all(self) -> dict[BranchKey, BranchState]:
+        """Every saved branch state, keyed by branch."""
+        ...
+
+    async def save(self, state: BranchState, alerts: Sequence[Alert] = ()) -> None:
+        """Atomically save `state` and enqueue `alerts` in the outbox.
+
+        :param state: replaces whatever was saved for ``state.key``.
+        :param alerts: added to the outbox; an alert whose dedup_key was ever enqueued before
+            (pending or sent) is ignored, so a replayed save never doubles a notification.
+        """
+        ...
+
+    async def delete(self, key: BranchKey) -> None:
+        """Forget a branch's state (it disappeared from Amplify). Its outbox entries stay."""
+        ...
+
+    async def pending(self, now: float, limit: int = 100) -> list[OutboxEntry]:
+        """Unsent outbox entries whose next_attempt_at <= now, oldest first."""
+        ...
+
+    async def pending_count(self) -> int:
+        """How many outbox entries are not yet delivered (whatever their next attempt time)."""
+        ...
+
+    async def mark_sent(self, dedup_key: str, receipt: str | None = None) -> None:
+        """Record delivery. `receipt` is the notifier's handle (Slack's message ts), for threading."""
+        ...
+
+    async def mark_failed(self, dedup_key: str, error: str, next_attempt_at: float) -> None:
+        """Record a failed attempt: attempts += 1, keep the entry pending until next_attempt_at."""
+        ...
+
+    async def receipt(self, dedup_key: str) -> str | None:
+        """The receipt saved by mark_sent for this dedup_key, or None."""
+        ...
+
+    async def close(self) -> None: ...
