@@ -217,7 +217,9 @@ def _first_error(error: ValidationError) -> str:
     return f"{_loc(loc)}: {message}"
 
 
-def parse(data: dict[str, Any], source: str = "<config>", env: dict[str, str] | None = None) -> Settings:
+def parse(
+    data: dict[str, Any], source: str = "<config>", env: dict[str, str] | None = None
+) -> Settings:
     """Validate already-parsed TOML data; raise ConfigError with one line naming the key."""
     try:
         expanded = _expand(data, "", dict(os.environ) if env is None else env)

@@ -32,7 +32,9 @@ KNOWN_STATUSES: tuple[str, ...] = (
     CANCELLED,
 )
 TERMINAL_STATUSES: frozenset[str] = frozenset({SUCCEED, FAILED, CANCELLED})
-UNFINISHED_STATUSES: frozenset[str] = frozenset({CREATED, PENDING, PROVISIONING, RUNNING, CANCELLING})
+UNFINISHED_STATUSES: frozenset[str] = frozenset(
+    {CREATED, PENDING, PROVISIONING, RUNNING, CANCELLING}
+)
 
 # How far along a job is. Terminal statuses share the last rank: a job never leaves one.
 _RANK: dict[str, int] = {

@@ -1,0 +1,153 @@
+"""The heart: previous branch state + the jobs just listed -> new state, transitions, alerts.
+
+Pure: no clock, no I/O, no logging. Oddities in the API's answer come back as `Anomaly` values
+for the caller to log and count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from monitor.model import (
+    FAILED,
+    SUCCEED,
+    Alert,
+    Anomaly,
+    Branch,
+    BranchState,
+    DiffResult,
+    JobSummary,
+    Transition,
+    is_terminal,
+    is_unfinished,
+    job_number,
+    status_rank,
+)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    on: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
+    recovery: bool = True
+
+
+def _is_backwards(old: str, new: str) -> bool:
+    """A job never leaves a terminal status nor moves back a step; unknown statuses pass."""
+    if is_terminal(old):
+        return True
+    old_rank, new_rank = status_rank(old), status_rank(new)
+    return old_rank is not None and new_rank is not None and new_rank < old_rank
+
+
+def baseline(branch: Branch, jobs: Iterable[JobSummary]) -> BranchState:
+    """First sighting: remember where the branch is, alert nothing about its history."""
+    ordered = sorted(jobs, key=lambda j: j.number)
+    successes = [j.end_time for j in ordered if j.status == SUCCEED and j.end_time]
+    return BranchState(
+        key=branch.key,
+        app_name=branch.app_name,
+        latest=ordered[-1] if ordered else None,
+        unfinished={j.job_id: j.status for j in ordered if is_unfinished(j.status)},
+        last_success_time=max(successes) if successes else None,
+        active_job_id=branch.active_job_id,
+        total_jobs=branch.total_jobs,
+    )
+
+
+def diff(
+    branch: Branch,
+    previous: BranchState | None,
+    jobs: Iterable[JobSummary],
+    policy: AlertPolicy = AlertPolicy(),
+) -> DiffResult:
+    """Compare what was known of `branch` with `jobs` (any order, possibly only the newest page).
+
+    Every job newer than the latest one known is considered, even if it started and finished
+    between two polls; a followed (unfinished) job is considered when its status moved forward.
+    A job leaves `unfinished` the moment it is terminal, so no job raises the same alert twice.
+    """
+    if previous is None:
+        return DiffResult(state=baseline(branch, jobs))
+
+    ordered = sorted({j.job_id: j for j in jobs}.values(), key=lambda j: j.number)
+    key = branch.key
+    latest = previous.latest
+    unfinished = dict(previous.unfinished)
+    last_success = previous.last_success_time
+    failing = previous.failing_job_id
+    transitions: list[Transition] = []
+    alerts: list[Alert] = []
+    anomalies: list[Anomaly] = []
+
+    if ordered and latest is not None and ordered[-1].number < latest.number:
+        anomalies.append(
+            Anomaly(
+                key, ordered[-1].job_id, "listing_went_backwards", f"latest known {latest.job_id}"
+            )
+        )
+
+    for job in ordered:
+        if latest is not None and job.number <= latest.number and job.job_id not in unfinished:
+            if job.job_id == latest.job_id and job.status != latest.status:
+                anomalies.append(
+                    Anomaly(
+                        key, job.job_id, "status_went_backwards", f"{latest.status}->{job.status}"
+                    )
+                )
+            continue
+
+        old = unfinished.get(job.job_id)
+        if old is not None and job.status != old and _is_backwards(old, job.status):
+            anomalies.append(
+                Anomaly(key, job.job_id, "status_went_backwards", f"{old}->{job.status}")
+            )
+            continue
+        if old is not None and job.status == old:
+            if latest is not None and job.job_id == latest.job_id:
+                latest = job  # same status, fresher fields (end time, commit)
+            continue
+
+        transitions.append(Transition(key, job, old, job.status))
+        if is_terminal(job.status):
+            unfinished.pop(job.job_id, None)
+        else:
+            unfinished[job.job_id] = job.status
+        if latest is None or job.number >= latest.number:
+            latest = job
+
+        success_before = last_success
+        if job.status == SUCCEED and job.end_time is not None:
+            last_success = max(last_success, job.end_time) if last_success else job.end_time
+
+        if job.status in policy.on and is_terminal(job.status):
+            alerts.append(
+                Alert(key, branch.app_name, "failure", job, last_success_time=success_before)
+            )
+        if job.status == FAILED and (failing is None or job.number > job_number(failing)):
+            failing = job.job_id
+        elif job.status == SUCCEED and failing is not None and job.number > job_number(failing):
+            if policy.recovery:
+                alerts.append(
+                    Alert(
+                        key,
+                        branch.app_name,
+                        "recovery",
+                        job,
+                        last_success_time=success_before,
+                        failed_job_id=failing,
+                    )
+                )
+            failing = None
+
+    state = replace(
+        previous,
+        app_name=branch.app_name,
+        latest=latest,
+        unfinished=unfinished,
+        last_success_time=last_success,
+        failing_job_id=failing,
+        active_job_id=branch.active_job_id,
+        total_jobs=branch.total_jobs,
+    )
+    return DiffResult(state, tuple(transitions), tuple(alerts), tuple(anomalies))
