@@ -1,0 +1,317 @@
+"""The only module that knows aioboto3: Amplify calls in, our frozen dataclasses out.
+
+Owns pagination (incremental for ListJobs), pacing and concurrency limits, per-call metrics,
+and mapping botocore errors to four exception types the rest of the code can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aioboto3
+import anyio
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from monitor import __version__
+from monitor.config import AwsSettings
+from monitor.model import App, Branch, BranchKey, JobDetail, JobSummary, Step
+from monitor.observe import NullObserver, Observer
+from monitor.pacing import Pacer
+
+MAX_JOBS_PAGE = 50
+MAX_BRANCHES_PAGE = 50
+MAX_APPS_PAGE = 100
+
+
+class AmplifyError(Exception):
+    """An Amplify call failed; `operation` names it, the message is safe to log."""
+
+    outcome = "error"
+
+    def __init__(self, operation: str, message: str, code: str = "") -> None:
+        super().__init__(f"{operation}: {message}")
+        self.operation = operation
+        self.code = code
+        self.detail = message
+
+
+class Throttled(AmplifyError):
+    outcome = "throttled"
+
+
+class NotFound(AmplifyError):
+    outcome = "not_found"
+
+
+class Unauthorized(AmplifyError):
+    outcome = "unauthorized"
+
+
+class BadRequest(AmplifyError):
+    outcome = "bad_request"
+
+
+class Transient(AmplifyError):
+    """Network errors, timeouts and 5xx: try again next cycle."""
+
+
+_THROTTLE_CODES = {"LimitExceededException", "TooManyRequestsException", "ThrottlingException"}
+_AUTH_CODES = {
+    "UnauthorizedException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+}
+
+
+def _map_client_error(operation: str, exc: ClientError) -> AmplifyError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message", "")) or code
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _THROTTLE_CODES or status == 429:
+        return Throttled(operation, message, code)
+    if code == "NotFoundException" or status == 404:
+        return NotFound(operation, message, code)
+    if code in _AUTH_CODES or status in (401, 403):
+        return Unauthorized(operation, message, code)
+    if code == "BadRequestException" or (400 <= status < 500):
+        return BadRequest(operation, message, code)
+    return Transient(operation, message, code)
+
+
+def _time(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def _job_summary(raw: dict[str, Any]) -> JobSummary:
+    return JobSummary(
+        job_id=str(raw.get("jobId", "")),
+        status=str(raw.get("status", "")),
+        job_type=str(raw.get("jobType", "")),
+        commit_id=str(raw.get("commitId", "")),
+        commit_message=str(raw.get("commitMessage", "")),
+        commit_time=_time(raw.get("commitTime")),
+        start_time=_time(raw.get("startTime")),
+        end_time=_time(raw.get("endTime")),
+    )
+
+
+def _step(raw: dict[str, Any]) -> Step:
+    return Step(
+        name=str(raw.get("stepName", "")),
+        status=str(raw.get("status", "")),
+        start_time=_time(raw.get("startTime")),
+        end_time=_time(raw.get("endTime")),
+        log_url=str(raw.get("logUrl", "")),
+        status_reason=str(raw.get("statusReason", "")),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class AmplifyClient:
+    """Paced, limited, observed Amplify calls. Build it with `AmplifyClient.connect(...)`."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        observer: Observer,
+        pacer: Pacer,
+        max_concurrency: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._client = client
+        self._observer = observer
+        self.pacer = pacer
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._clock = clock
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        aws: AwsSettings,
+        *,
+        observer: Observer | None = None,
+        max_concurrency: int = 16,
+        requests_per_second: float = 20.0,
+    ) -> AsyncIterator[AmplifyClient]:
+        session = aioboto3.Session(profile_name=aws.profile) if aws.profile else aioboto3.Session()
+        config = AioConfig(
+            retries={"mode": "standard", "max_attempts": 4},
+            max_pool_connections=max_concurrency,
+            connect_timeout=5,
+            read_timeout=30,
+            user_agent_extra=f"amplify-monitor/{__version__}",
+        )
+        async with session.client(
+            "amplify", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
+        ) as client:
+            yield cls(
+                client,
+                observer=observer or NullObserver(),
+                pacer=Pacer(requests_per_second),
+                max_concurrency=max_concurrency,
+            )
+
+    async def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
+        async with self._limiter:
+            await self.pacer.acquire()
+            started = self._clock()
+            outcome = "ok"
+            try:
+                response: dict[str, Any] = await getattr(self._client, method)(**params)
+                self.pacer.succeeded()
+                return response
+            except ClientError as exc:
+                error = _map_client_error(operation, exc)
+                outcome = error.outcome
+                if isinstance(error, Throttled):
+                    self.pacer.throttled()
+                raise error from None
+            except NoCredentialsError as exc:
+                outcome = "unauthorized"
+                raise Unauthorized(operation, str(exc)) from None
+            except (BotoCoreError, OSError, TimeoutError) as exc:
+                outcome = "error"
+                raise Transient(operation, f"{type(exc).__name__}: {exc}") from None
+            finally:
+                self._observer.api_request(operation, outcome, self._clock() - started)
+
+    async def list_apps(self) -> list[App]:
+        apps: list[App] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxResults": MAX_APPS_PAGE}
+            if token:
+                params["nextToken"] = token
+            page = await self._call("ListApps", "list_apps", **params)
+            apps.extend(
+                App(
+                    app_id=str(raw["appId"]),
+                    name=str(raw.get("name", "")),
+                    default_domain=str(raw.get("defaultDomain", "")),
+                )
+                for raw in page.get("apps", [])
+            )
+            token = page.get("nextToken")
+            if not token:
+                return apps
+
+    async def list_branches(self, app: App) -> list[Branch]:
+        branches: list[Branch] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"appId": app.app_id, "maxResults": MAX_BRANCHES_PAGE}
+            if token:
+                params["nextToken"] = token
+            page = await self._call("ListBranches", "list_branches", **params)
+            branches.extend(
+                Branch(
+                    key=BranchKey(app.app_id, str(raw["branchName"])),
+                    app_name=app.name,
+                    active_job_id=(str(raw["activeJobId"]) if raw.get("activeJobId") else None),
+                    total_jobs=_int_or_none(raw.get("totalNumberOfJobs")),
+                    display_name=str(raw.get("displayName", "")),
+                )
+                for raw in page.get("branches", [])
+            )
+            token = page.get("nextToken")
+            if not token:
+                return branches
+
+    async def list_jobs(
+        self, key: BranchKey, *, since: int | None = None, max_pages: int = 10
+    ) -> list[JobSummary]:
+        """Jobs newest first. With `since`, page only until a job numbered <= since appears
+        (the API lists newest first, so everything older is already known); without it, one page.
+        """
+        jobs: list[JobSummary] = []
+        token: str | None = None
+        for _ in range(max_pages):
+            params: dict[str, Any] = {
+                "appId": key.app_id,
+                "branchName": key.branch,
+                "maxResults": MAX_JOBS_PAGE,
+            }
+            if token:
+                params["nextToken"] = token
+            page = await self._call("ListJobs", "list_jobs", **params)
+            batch = [_job_summary(raw) for raw in page.get("jobSummaries", [])]
+            jobs.extend(batch)
+            token = page.get("nextToken")
+            if not token or since is None or not batch:
+                break
+            if min(job.number for job in batch) <= since:
+                break
+        return jobs
+
+    async def get_job(self, key: BranchKey, job_id: str) -> JobDetail:
+        response = await self._call(
+            "GetJob", "get_job", appId=key.app_id, branchName=key.branch, jobId=job_id
+        )
+        job = response.get("job", {})
+        return JobDetail(
+            summary=_job_summary(job.get("summary", {})),
+            steps=tuple(_step(raw) for raw in job.get("steps", [])),
+        )
+
+    async def create_deployment(self, key: BranchKey) -> tuple[str, str]:
+        """CreateDeployment for a zip upload: returns (job_id, zip_upload_url)."""
+        response = await self._call(
+            "CreateDeployment", "create_deployment", appId=key.app_id, branchName=key.branch
+        )
+        return str(response.get("jobId", "")), str(response["zipUploadUrl"])
+
+    async def start_deployment(
+        self,
+        key: BranchKey,
+        *,
+        job_id: str | None = None,
+        source_url: str | None = None,
+        source_url_type: str | None = None,
+    ) -> JobSummary:
+        params: dict[str, Any] = {"appId": key.app_id, "branchName": key.branch}
+        if job_id:
+            params["jobId"] = job_id
+        if source_url:
+            params["sourceUrl"] = source_url
+        if source_url_type:
+            params["sourceUrlType"] = source_url_type
+        response = await self._call("StartDeployment", "start_deployment", **params)
+        return _job_summary(response.get("jobSummary", {}))
+
+    async def start_job(
+        self, key: BranchKey, job_type: str = "RELEASE", reason: str = ""
+    ) -> JobSummary:
+        params: dict[str, Any] = {
+            "appId": key.app_id,
+            "branchName": key.branch,
+            "jobType": job_type,
+        }
+        if reason:
+            params["jobReason"] = reason
+        response = await self._call("StartJob", "start_job", **params)
+        return _job_summary(response.get("jobSummary", {}))
+
+    async def stop_job(self, key: BranchKey, job_id: str) -> JobSummary:
+        response = await self._call(
+            "StopJob", "stop_job", appId=key.app_id, branchName=key.branch, jobId=job_id
+        )
+        return _job_summary(response.get("jobSummary", {}))
