@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from monitor import __version__, config
+from monitor.deploy_args import add_deploy_commands
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -87,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen", default="127.0.0.1:9853", help="metrics host:port")
     demo.add_argument("--apps", type=int, default=3, help="apps in the simulated fleet")
     demo.set_defaults(handler=_cmd_demo)
-
-    from monitor.deploy_args import add_deploy_commands
 
     add_deploy_commands(sub, deploy=_cmd_deploy, wait=_cmd_wait)
     return parser
