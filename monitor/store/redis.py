@@ -1,0 +1,320 @@
+"""The Redis Store, for running the monitor where a local file will not do (containers, failover).
+
+Owns the key layout under one prefix and the Lua scripts that make a save (state + alerts) and
+every outbox change atomic on the server. The only module that imports redis, an optional extra.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from monitor import log
+from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.store.codec import (
+    CodecError,
+    StoreError,
+    decode_alert,
+    decode_state,
+    encode_alert,
+    encode_state,
+)
+
+_log = log.get(__name__)
+
+# Bumped when the key layout below changes; a store refuses data from a newer layout.
+SCHEMA_VERSION = 1
+
+DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
+_PRUNE_EVERY = 3600.0
+_PRUNE_BATCH = 500
+
+# Key layout, all under "<prefix>:":
+#   meta                  hash   schema_version
+#   state                 hash   field = JSON [app_id, branch] -> encoded BranchState
+#   outbox:seq            string enqueue counter (the order pending() follows)
+#   outbox:entry:<dedup>  hash   alert, seq, attempts, created_at, next_attempt_at, last_error,
+#                                sent_at?, receipt?  -- kept after delivery: the dedup memory
+#   outbox:due            zset   unsent dedup keys scored by next_attempt_at
+#   outbox:order          zset   unsent dedup keys scored by seq
+#   outbox:sent           zset   sent dedup keys scored by sent_at (for pruning)
+#
+# Floats travel as Python repr strings and are stored untouched: Lua's tostring would round them
+# to 14 digits, and created_at must read back exactly as written.
+
+# KEYS: state, due, order, seq, entry...   ARGV: field, body, now, (dedup, alert)...
+# Outbox writes come before the state write on purpose. A script is atomic against other
+# clients but does not roll back if a command fails midway; failing after the alerts but
+# before the state only means the next poll raises the same alerts again, which dedup ignores,
+# whereas the other order could save a state whose alerts were never enqueued.
+_SAVE = """
+local added = 0
+for i = 5, #KEYS do
+    local j = 4 + (i - 5) * 2
+    local dedup = ARGV[j]
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        local seq = redis.call('INCR', KEYS[4])
+        redis.call('HSET', KEYS[i], 'alert', ARGV[j + 1], 'seq', seq, 'attempts', 0,
+            'created_at', ARGV[3], 'next_attempt_at', ARGV[3], 'last_error', '')
+        redis.call('ZADD', KEYS[2], ARGV[3], dedup)
+        redis.call('ZADD', KEYS[3], seq, dedup)
+        added = added + 1
+    end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return added
+"""
+
+# KEYS: entry, due, order, sent   ARGV: dedup, now, receipt, has_receipt
+_MARK_SENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
+if redis.call('HEXISTS', KEYS[1], 'sent_at') == 0 then
+    redis.call('HSET', KEYS[1], 'sent_at', ARGV[2])
+    redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+end
+if ARGV[4] == '1' then
+    redis.call('HSET', KEYS[1], 'receipt', ARGV[3])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: entry, due   ARGV: dedup, error, next_attempt_at
+_MARK_FAILED = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'sent_at') == 1 then
+    return 0
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'last_error', ARGV[2], 'next_attempt_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore:
+    """Store over a Redis server. Create it with ``await RedisStore.open(url, prefix)``."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str,
+        clock: Callable[[], float],
+        sent_retention: float,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._clock = clock
+        self._sent_retention = sent_retention
+        self._last_prune = clock()
+        self._closed = False
+        self._k_meta = f"{prefix}:meta"
+        self._k_state = f"{prefix}:state"
+        self._k_seq = f"{prefix}:outbox:seq"
+        self._k_due = f"{prefix}:outbox:due"
+        self._k_order = f"{prefix}:outbox:order"
+        self._k_sent = f"{prefix}:outbox:sent"
+        self._save_script = client.register_script(_SAVE)
+        self._mark_sent_script = client.register_script(_MARK_SENT)
+        self._mark_failed_script = client.register_script(_MARK_FAILED)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        prefix: str = "amplify-monitor",
+        *,
+        clock: Callable[[], float] = time.time,
+        sent_retention: float = DEFAULT_SENT_RETENTION,
+    ) -> RedisStore:
+        """Connect to `url` and check (or stamp) the schema version under `prefix`.
+
+        :param url: redis://, rediss:// or unix:// URL; may carry a password, so it is never
+            logged or put in an error message.
+        :param prefix: every key lives under "<prefix>:"; two monitors sharing a prefix share
+            (and fight over) one state.
+        :param clock: seconds since the epoch; stamps created_at and sent_at (tests fake it).
+        :param sent_retention: seconds a sent record is kept as dedup memory before pruning.
+        """
+        if not prefix:
+            raise StoreError("redis prefix must not be empty")
+        try:
+            client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+        except ValueError as exc:
+            raise StoreError(f"redis: invalid URL: {exc}") from None
+        store = cls(client, prefix, clock, sent_retention)
+        try:
+            with store._errors():
+                await client.hsetnx(store._k_meta, "schema_version", str(SCHEMA_VERSION))
+                found = int(await client.hget(store._k_meta, "schema_version") or 0)
+                if found > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"redis {prefix}: schema version {found} was written by a newer "
+                        f"amplify-monitor (this one knows up to {SCHEMA_VERSION})"
+                    )
+            pruned = await store.prune_sent(clock() - sent_retention)
+        except BaseException:
+            await client.aclose()
+            raise
+        _log.info(
+            "store_opened",
+            backend="redis",
+            prefix=prefix,
+            schema_version=found,
+            pruned_sent=pruned,
+        )
+        return store
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        # Callers catch StoreError whatever the backend; redis' own errors (connection refused,
+        # timeouts, WRONGTYPE) do not leak past this module.
+        if self._closed:
+            raise StoreError(f"redis {self._prefix}: store is closed")
+        try:
+            yield
+        except RedisError as exc:
+            raise StoreError(f"redis {self._prefix}: {type(exc).__name__}: {exc}") from exc
+
+    def _entry_key(self, dedup_key: str) -> str:
+        return f"{self._prefix}:outbox:entry:{dedup_key}"
+
+    @staticmethod
+    def _state_field(key: BranchKey) -> str:
+        # Branch names may contain "/" and ":"; a JSON pair cannot be ambiguous.
+        return json.dumps([key.app_id, key.branch])
+
+    async def load_all(self) -> dict[BranchKey, BranchState]:
+        with self._errors():
+            raw = await self._client.hgetall(self._k_state)
+        states: dict[BranchKey, BranchState] = {}
+        for field, body in raw.items():
+            try:
+                state = decode_state(body)
+            except CodecError as exc:
+                raise CodecError(f"branch state {_text(field)}: {exc}") from exc
+            states[state.key] = state
+        return states
+
+    async def save(self, state: BranchState, alerts: Sequence[Alert] = ()) -> None:
+        body = encode_state(state)
+        encoded = [(alert.dedup_key, encode_alert(alert)) for alert in alerts]
+        keys = [self._k_state, self._k_due, self._k_order, self._k_seq]
+        keys += [self._entry_key(dedup) for dedup, _ in encoded]
+        args: list[str] = [self._state_field(state.key), body, _num(self._clock())]
+        for dedup, alert in encoded:
+            args += [dedup, alert]
+        # One script is one atomic step on the server: no other client sees the state without
+        # its alerts, and the EXISTS check cannot race with another save of the same alert.
+        with self._errors():
+            await self._save_script(keys=keys, args=args)
+
+    async def delete(self, key: BranchKey) -> None:
+        with self._errors():
+            await self._client.hdel(self._k_state, self._state_field(key))
+
+    async def pending(self, now: float, limit: int = 100) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        with self._errors():
+            due = [
+                _text(m) for m in await self._client.zrangebyscore(self._k_due, "-inf", _num(now))
+            ]
+            if not due:
+                return []
+            # The due set is ordered by retry time; pending() promises enqueue order, which the
+            # order set holds. A member gone from it was delivered meanwhile: skip it.
+            seqs = await self._client.zmscore(self._k_order, due)
+            chosen = sorted(
+                (seq, dedup) for dedup, seq in zip(due, seqs, strict=True) if seq is not None
+            )[:limit]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for _, dedup in chosen:
+                    pipe.hgetall(self._entry_key(dedup))
+                rows: list[dict[Any, Any]] = await pipe.execute()
+        entries = []
+        for (_, dedup), row in zip(chosen, rows, strict=True):
+            if not row or "sent_at" in row:
+                continue
+            try:
+                alert = decode_alert(row["alert"])
+                entry = OutboxEntry(
+                    alert=alert,
+                    attempts=int(row["attempts"]),
+                    created_at=float(row["created_at"]),
+                    next_attempt_at=float(row["next_attempt_at"]),
+                    last_error=_text(row.get("last_error", "")),
+                )
+            except (KeyError, ValueError) as exc:
+                raise CodecError(f"outbox entry {dedup}: {exc!r}") from exc
+            entries.append(entry)
+        return entries
+
+    async def pending_count(self) -> int:
+        with self._errors():
+            return int(await self._client.zcard(self._k_order))
+
+    async def mark_sent(self, dedup_key: str, receipt: str | None = None) -> None:
+        now = self._clock()
+        keys = [self._entry_key(dedup_key), self._k_due, self._k_order, self._k_sent]
+        args = [dedup_key, _num(now), receipt or "", "0" if receipt is None else "1"]
+        with self._errors():
+            await self._mark_sent_script(keys=keys, args=args)
+        if now - self._last_prune >= _PRUNE_EVERY:
+            self._last_prune = now
+            await self.prune_sent(now - self._sent_retention)
+
+    async def mark_failed(self, dedup_key: str, error: str, next_attempt_at: float) -> None:
+        keys = [self._entry_key(dedup_key), self._k_due]
+        args = [dedup_key, error, _num(next_attempt_at)]
+        with self._errors():
+            await self._mark_failed_script(keys=keys, args=args)
+
+    async def receipt(self, dedup_key: str) -> str | None:
+        with self._errors():
+            value = await self._client.hget(self._entry_key(dedup_key), "receipt")
+        return None if value is None else _text(value)
+
+    async def prune_sent(self, before: float) -> int:
+        """Forget sent records delivered before `before` (epoch seconds); pending ones stay.
+
+        Runs by itself from mark_sent about hourly; exposed for tools and tests. Works in
+        batches so one call never blocks the server on a large backlog.
+        """
+        pruned = 0
+        with self._errors():
+            while True:
+                batch = [
+                    _text(m)
+                    for m in await self._client.zrangebyscore(
+                        self._k_sent, "-inf", f"({_num(before)}", start=0, num=_PRUNE_BATCH
+                    )
+                ]
+                if not batch:
+                    return pruned
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.delete(*(self._entry_key(dedup) for dedup in batch))
+                    pipe.zrem(self._k_sent, *batch)
+                    await pipe.execute()
+                pruned += len(batch)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
