@@ -44,7 +44,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from monitor import demo
 
-    return demo.run(duration=args.duration, listen=args.listen, apps=args.apps)
+    return demo.run(duration=args.duration, listen=args.listen)
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
@@ -86,7 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against the built-in Amplify simulator")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument("--listen", default="127.0.0.1:9853", help="metrics host:port")
-    demo.add_argument("--apps", type=int, default=3, help="apps in the simulated fleet")
     demo.set_defaults(handler=_cmd_demo)
 
     add_deploy_commands(sub, deploy=_cmd_deploy, wait=_cmd_wait)

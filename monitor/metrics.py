@@ -223,9 +223,6 @@ async def serve(
     site = web.TCPSite(runner, host, port)
     await site.start()
     try:
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        yield int(bound)
+        yield int(runner.addresses[0][1])
     finally:
         await runner.cleanup()

@@ -73,7 +73,7 @@ class Service:
         self.readiness = Readiness(stale_after=3 * settings.poll.interval_seconds)
 
     @asynccontextmanager
-    async def _edges(self) -> AsyncIterator[tuple[Metrics, Poller, Dispatcher]]:
+    async def edges(self) -> AsyncIterator[tuple[Metrics, Poller, Dispatcher]]:
         settings = self.settings
         metrics = Metrics()
         store = await open_store(settings.state)
@@ -100,7 +100,7 @@ class Service:
         """Run until cancelled. Reports `Running` once the metrics endpoint is up."""
         m = self.settings.metrics
         async with (
-            self._edges() as (metrics, poller, dispatcher),
+            self.edges() as (metrics, poller, dispatcher),
             serve(metrics, m.host, m.port, lambda: self.readiness.check(self.wall())) as port,
             anyio.create_task_group() as tg,
         ):
@@ -192,7 +192,7 @@ class Service:
 
     async def once(self, out: TextIO) -> int:
         """One full pass over everything, the outbox drained, a table printed."""
-        async with self._edges() as (_metrics, poller, dispatcher):
+        async with self.edges() as (_metrics, poller, dispatcher):
             try:
                 await poller.discover()
             except AmplifyError as exc:
@@ -250,7 +250,7 @@ def print_table(states: list[BranchState], now: float, out: TextIO) -> None:
         )
 
 
-async def _until_signal(scope: anyio.CancelScope) -> None:
+async def until_signal(scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             _log.info("stopping", signal=signal.Signals(signum).name)
@@ -263,7 +263,7 @@ def run_daemon(settings: Settings) -> int:
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_until_signal, tg.cancel_scope)
+            tg.start_soon(until_signal, tg.cancel_scope)
             await Service(settings).run()
 
     try:

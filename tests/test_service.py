@@ -1,0 +1,201 @@
+"""The daemon's polling passes against the simulator, through the real aioboto3 client.
+
+Time is the only fake: the simulator runs on a ManualClock and passes are driven one by one
+(`Service.run_pass`), so every case is deterministic and fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from monitor.model import FAILED, BranchKey
+from monitor.scheduler import DISCOVER, Schedule
+from monitor.service import Readiness, Service
+from monitor.simulator import Faults, Fleet, ManualClock, Simulator
+from monitor.store.sqlite import SqliteStore
+from tests.conftest import make_settings
+
+FAST = {"PENDING": 1, "PROVISIONING": 1, "RUNNING": 3}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def fleet(clock: ManualClock) -> Fleet:
+    fleet = Fleet(clock, durations=FAST)
+    app = fleet.add_app("shop", app_id="dshop")
+    for name in ("main", "develop", "release/1.0"):
+        fleet.add_branch(app, name)
+        fleet.start_job(app, name, at=clock() - 600)
+    clock.advance(1)
+    return fleet
+
+
+@pytest.fixture
+async def sim(fleet: Fleet) -> AsyncIterator[Simulator]:
+    async with Simulator(fleet, Faults()) as simulator:
+        yield simulator
+
+
+async def pending_alerts(state: Path) -> list[tuple[str, str]]:
+    store = await SqliteStore.open(state)
+    try:
+        return [(e.alert.job.job_id, e.alert.status) for e in await store.pending(now=1e12)]
+    finally:
+        await store.close()
+
+
+async def full_pass(service: Service, sim: Simulator) -> None:
+    """Discovery plus every app, as the first pass of the daemon does."""
+    async with service.edges() as (_metrics, poller, _dispatcher):
+        await service.run_pass(poller, Schedule(), [DISCOVER], now=0.0)
+
+
+async def test_job_that_fails_while_daemon_is_down_is_alerted_once_after_restart(
+    sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    settings = make_settings(sim.url, state)
+    await full_pass(Service(settings), sim)  # baseline: history raises nothing
+    assert await pending_alerts(state) == []
+
+    job_id = fleet.start_job("dshop", "main", outcome=FAILED, reason="npm ERR! build")
+    clock.advance(30)  # the job starts and fails while no daemon runs
+
+    await full_pass(Service(settings), sim)
+    assert await pending_alerts(state) == [(job_id, FAILED)]
+
+    await full_pass(Service(settings), sim)  # and a second restart raises it no more
+    assert await pending_alerts(state) == [(job_id, FAILED)]
+
+
+async def test_failure_alert_carries_failed_step_and_reason_from_getjob(
+    sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    service = Service(make_settings(sim.url, state))
+    async with service.edges() as (metrics, poller, _dispatcher):
+        schedule = Schedule()
+        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+        job_id = fleet.start_job(
+            "dshop", "develop", outcome=FAILED, fail_step="DEPLOY", reason="boom"
+        )
+        clock.advance(2)  # RUNNING by now
+        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=1.0)
+        key = BranchKey("dshop", "develop")
+        assert poller.states[key].unfinished == {job_id: "PROVISIONING"} or poller.states[
+            key
+        ].unfinished.get(job_id) in ("PENDING", "PROVISIONING", "RUNNING")
+        clock.advance(30)
+        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=2.0)
+        assert not poller.states[key].has_unfinished
+        text = metrics.render().decode()
+    store = await SqliteStore.open(state)
+    try:
+        [entry] = await store.pending(now=1e12)
+    finally:
+        await store.close()
+    assert entry.alert.job.job_id == job_id
+    assert entry.alert.failed_step is not None
+    assert entry.alert.failed_step.name == "DEPLOY"
+    assert entry.alert.failed_step.status_reason == "boom"
+    assert (
+        'amplify_job_status{app_id="dshop",app_name="shop",branch="develop",status="FAILED"} 1.0'
+        in text
+    )
+    assert (
+        'amplify_jobs_finished_total{app_id="dshop",branch="develop",status="FAILED"} 1.0' in text
+    )
+
+
+async def test_deleted_branch_is_dropped_and_its_series_removed(
+    sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    service = Service(make_settings(sim.url, state))
+    async with service.edges() as (metrics, poller, _dispatcher):
+        schedule = Schedule()
+        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+        assert 'branch="develop"' in metrics.render().decode()
+        fleet.delete_branch("dshop", "develop")
+        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=100.0)
+        text = metrics.render().decode()
+        assert 'branch="develop"' not in text
+        assert 'branch="main"' in text
+        assert "amplify_monitor_watched_branches 2.0" in text
+        assert BranchKey("dshop", "develop") not in poller.states
+    store = await SqliteStore.open(state)
+    try:
+        assert BranchKey("dshop", "develop") not in await store.load_all()
+    finally:
+        await store.close()
+
+
+async def test_throttling_is_survived_and_the_failure_still_detected(
+    sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    service = Service(make_settings(sim.url, state))
+    async with service.edges() as (metrics, poller, _dispatcher):
+        schedule = Schedule()
+        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+        job_id = fleet.start_job("dshop", "main", outcome=FAILED)
+        clock.advance(30)
+        sim.faults.throttle(times=50)  # more than botocore's retries can absorb
+        ok = await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=100.0)
+        assert not ok
+        assert await pending_alerts(state) == []
+        sim.faults.clear()
+        ok = await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=200.0)
+        assert ok
+        text = metrics.render().decode()
+    assert await pending_alerts(state) == [(job_id, FAILED)]
+    assert (
+        'amplify_monitor_api_requests_total{operation="ListBranches",outcome="throttled"}' in text
+    )
+
+
+async def test_idle_fleet_of_1000_branches_costs_at_most_250_calls_per_interval(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    fleet = Fleet.idle(apps=200, branches=5, clock=clock)
+    async with Simulator(fleet) as sim:
+        settings = make_settings(
+            sim.url,
+            tmp_path / "state.db",
+            poll={"max_concurrency": 32, "max_requests_per_second": 5000},
+        )
+        service = Service(settings)
+        async with service.edges() as (_metrics, poller, _dispatcher):
+            schedule = Schedule()
+            await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+            assert len(poller.branches) == 1000
+            sim.reset_counts()
+            interval = settings.poll.interval_seconds
+            # One whole interval, counting a discovery in it to be conservative.
+            due = schedule.pop_due(interval)
+            await service.run_pass(poller, schedule, [DISCOVER, *due], now=interval)
+            calls = dict(sim.counts)
+    print(f"API calls for one interval over 200 apps x 5 idle branches: {calls}")
+    assert calls.get("ListJobs", 0) == 0
+    assert calls["ListBranches"] == 200
+    assert sum(calls.values()) <= 250
+
+
+def test_readiness_needs_a_full_first_poll_and_goes_stale_after_three_intervals() -> None:
+    readiness = Readiness(stale_after=30.0)
+    assert readiness.check(0.0)[0] is False
+    readiness.discovered = True
+    readiness.never_polled = {"a1"}
+    readiness.last_success = 0.0
+    assert readiness.check(1.0) == (False, "1 apps not polled yet")
+    readiness.never_polled.clear()
+    assert readiness.check(1.0) == (True, "ready")
+    assert readiness.check(31.0)[0] is False
