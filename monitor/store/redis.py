@@ -155,7 +155,11 @@ class RedisStore:
         if not prefix:
             raise StoreError("redis prefix must not be empty")
         try:
-            client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+            # Timeouts so a hung server fails a poll instead of stalling it forever; options in
+            # the URL's query string still win over these.
+            client = redis.asyncio.Redis.from_url(
+                url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
+            )
         except ValueError as exc:
             raise StoreError(f"redis: invalid URL: {exc}") from None
         store = cls(client, prefix, clock, sent_retention)
@@ -278,7 +282,12 @@ class RedisStore:
             await self._mark_sent_script(keys=keys, args=args)
         if now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
-            await self.prune_sent(now - self._sent_retention)
+            # The delivery is recorded; a failed clean-up must not make it look failed, or the
+            # caller would retry and post the message twice. The next prune catches up.
+            try:
+                await self.prune_sent(now - self._sent_retention)
+            except StoreError as exc:
+                _log.warning("store_prune_failed", backend="redis", error=str(exc))
 
     async def mark_failed(self, dedup_key: str, error: str, next_attempt_at: float) -> None:
         keys = [self._entry_key(dedup_key), self._k_due]

@@ -312,7 +312,12 @@ class SqliteStore:
                     (now, receipt, dedup_key),
                 )
             if prune_before is not None:
-                _prune(conn, prune_before)
+                # The delivery is recorded; a failed clean-up must not make it look failed, or
+                # the caller would retry and post the message twice. The next prune catches up.
+                try:
+                    _prune(conn, prune_before)
+                except sqlite3.Error as exc:
+                    _log.warning("store_prune_failed", backend="sqlite", error=str(exc))
 
         await self._run(work)
 
