@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import uuid
@@ -39,8 +40,10 @@ _CHUNK = 64 * 1024
 T = TypeVar("T")
 
 
+@functools.cache
 def load_model() -> Json:
-    """botocore's Amplify service model (the reference for paths, shapes and errors)."""
+    """botocore's Amplify service model (the reference for paths, shapes and errors).
+    Cached: parsing it costs a third of a second, and every test starts a simulator. Read-only."""
     model: Json = create_loader().load_service_model("amplify", "service-2")
     return model
 
