@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 
 from monitor import log
 from monitor.simulator.fleet import Fleet
@@ -31,8 +32,11 @@ async def serve(args: argparse.Namespace) -> None:
     url = await sim.start(args.host, args.port)
     # The URL alone on stdout, so scripts can read it; logs go to stderr.
     print(url, flush=True)
+    stop = asyncio.Event()
+    # SIGTERM (docker stop, systemd) ends as cleanly as Ctrl-C does.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await sim.stop()
 

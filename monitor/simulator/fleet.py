@@ -556,7 +556,16 @@ class Fleet:
             for bn in branch_names:
                 fleet.add_branch(app_id, bn)
                 for j in range(3):
-                    fleet.start_job(app_id, bn, at=now - 1800.0 * (3 - j), job_type="WEB_HOOK")
+                    # One branch starts out broken, so a fresh monitor has something to show.
+                    broken = (name, bn, j) == ("admin-console", "develop", 2)
+                    fleet.start_job(
+                        app_id,
+                        bn,
+                        outcome=FAILED if broken else SUCCEED,
+                        reason="npm ERR! code ELIFECYCLE" if broken else "",
+                        at=now - 1800.0 * (3 - j),
+                        job_type="WEB_HOOK",
+                    )
         fleet._traffic = _Traffic(random.Random(seed), next_at=now + 2.0)
         return fleet
 

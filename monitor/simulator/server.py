@@ -15,7 +15,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -196,18 +196,16 @@ class Simulator:
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object.")
         shape = self._shapes[self._model["operations"][op]["input"]["shape"]]
+        sources: dict[str | None, Mapping[str, Any]] = {
+            "uri": labels,
+            "querystring": query,
+            None: body,
+        }
         params: Json = {}
         for name, member in shape["members"].items():
-            where, wire = member.get("location"), member.get("locationName", name)
-            value = (
-                labels.get(wire)
-                if where == "uri"
-                else query.get(wire)
-                if where == "querystring"
-                else body.get(name)
-                if where is None
-                else None
-            )
+            # Header members exist in the model but none of the served operations uses one.
+            source = sources.get(member.get("location"), {})
+            value = source.get(member.get("locationName", name))
             if value is not None:
                 params[name] = self._coerce(name, self._shapes[member["shape"]], value)
         for name in shape.get("required", []):
