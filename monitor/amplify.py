@@ -124,6 +124,19 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def default_region(profile: str | None = None) -> str | None:
+    """The region botocore's chain resolves (AWS_DEFAULT_REGION, the profile's config), or None.
+
+    For commands whose region is optional (deploy, wait); the daemon's config names its own.
+    """
+    try:
+        session = aioboto3.Session(profile_name=profile) if profile else aioboto3.Session()
+    except BotoCoreError as exc:  # e.g. ProfileNotFound: a config problem, not a transient one
+        raise BadRequest("Session", str(exc)) from None
+    region = session.region_name
+    return str(region) if region else None
+
+
 class AmplifyClient:
     """Paced, limited, observed Amplify calls. Build it with `AmplifyClient.connect(...)`."""
 
