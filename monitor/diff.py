@@ -120,24 +120,29 @@ def diff(
         if job.status == SUCCEED and job.end_time is not None:
             last_success = max(last_success, job.end_time) if last_success else job.end_time
 
-        if job.status in policy.on and is_terminal(job.status):
+        recovers = (
+            job.status == SUCCEED and failing is not None and job.number > job_number(failing)
+        )
+        # One alert per job and status: with SUCCEED in policy.on, the recovering job's alert
+        # is the recovery (it names the failed job), not a second alert with the same dedup_key.
+        if recovers and policy.recovery:
+            alerts.append(
+                Alert(
+                    key,
+                    branch.app_name,
+                    "recovery",
+                    job,
+                    last_success_time=success_before,
+                    failed_job_id=failing,
+                )
+            )
+        elif job.status in policy.on and is_terminal(job.status):
             alerts.append(
                 Alert(key, branch.app_name, "failure", job, last_success_time=success_before)
             )
         if job.status == FAILED and (failing is None or job.number > job_number(failing)):
             failing = job.job_id
-        elif job.status == SUCCEED and failing is not None and job.number > job_number(failing):
-            if policy.recovery:
-                alerts.append(
-                    Alert(
-                        key,
-                        branch.app_name,
-                        "recovery",
-                        job,
-                        last_success_time=success_before,
-                        failed_job_id=failing,
-                    )
-                )
+        elif recovers:
             failing = None
 
     state = replace(
