@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +66,14 @@ def _entry(name: str, mode: int, size: int) -> zipfile.ZipInfo:
     return info
 
 
-def build_zip(root: Path, out: Path) -> ArchiveInfo:
-    """Zip every file under `root` into `out` (created or replaced)."""
+def build_zip(
+    root: Path, out: Path, *, checkpoint: Callable[[], None] | None = None
+) -> ArchiveInfo:
+    """Zip every file under `root` into `out` (created or replaced).
+
+    `checkpoint` is called between chunks and may raise to abandon the work: zipping runs in a
+    worker thread, and a signal must not have to wait for a large tree to be finished.
+    """
     entries = collect(root)
     if not entries:
         raise ArchiveError(f"{root}: no files to deploy")
@@ -76,6 +83,8 @@ def build_zip(root: Path, out: Path) -> ArchiveInfo:
             st = path.stat()
             with path.open("rb") as src, zf.open(_entry(name, st.st_mode, st.st_size), "w") as dst:
                 while chunk := src.read(_CHUNK):
+                    if checkpoint is not None:
+                        checkpoint()
                     dst.write(chunk)
                     content += len(chunk)
     return ArchiveInfo(out, len(entries), content, out.stat().st_size)

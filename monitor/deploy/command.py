@@ -9,6 +9,7 @@ line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import signal
@@ -91,6 +92,9 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     endpoint_url = args.endpoint_url or aws.endpoint_url
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
+    if args.timeout is not None and getattr(args, "wait", True) is False:
+        # deploy without --wait returns once the job starts: a timeout there would mean nothing.
+        raise UsageError("--timeout applies to waiting: add --wait")
     if args.notify and slack is None:
         raise UsageError("--notify needs a [slack] section in the --config file")
     try:
@@ -244,9 +248,15 @@ async def _preflight(client: AmplifyClient, target: Target) -> None:
 async def _prepare(target: Target, args: argparse.Namespace, scratch: Path) -> ArchiveInfo:
     try:
         if args.dir:
-            # Zipping is blocking file work; a signal abandons it (the scratch dir goes too).
+            # Zipping is blocking work in a thread; it checks for cancellation between chunks
+            # so a signal stops it at once (an abandoned thread would keep the process alive).
             return await anyio.to_thread.run_sync(
-                build_zip, Path(args.dir), scratch / "deploy.zip", abandon_on_cancel=True
+                functools.partial(
+                    build_zip,
+                    Path(args.dir),
+                    scratch / "deploy.zip",
+                    checkpoint=anyio.from_thread.check_cancelled,
+                )
             )
         return await anyio.to_thread.run_sync(check_zip, Path(args.zip))
     except ArchiveError as exc:

@@ -43,12 +43,13 @@ class Target:
     config: str | None = None
 
     def console_url(self, job_id: str | None = None) -> str:
-        # The console's deep link form; branch names may hold '/' and must stay one segment.
+        # The same deep link the Slack alerts carry. A branch name may hold '/', and must stay
+        # one path segment.
         url = (
-            f"https://{self.region}.console.aws.amazon.com/amplify/home?region={self.region}"
-            f"#/{quote(self.key.app_id, safe='')}/{quote(self.key.branch, safe='')}"
+            f"https://{self.region}.console.aws.amazon.com/amplify/apps/"
+            f"{quote(self.key.app_id, safe='')}/branches/{quote(self.key.branch, safe='')}"
         )
-        return f"{url}/{quote(job_id, safe='')}" if job_id else url
+        return f"{url}/deployments/{quote(job_id, safe='')}" if job_id else url
 
     def _connection_args(self) -> list[str]:
         args = ["--region", self.region]

@@ -99,7 +99,8 @@ class Follower:
 
     @property
     def status(self) -> str:
-        return self.last.summary.status if self.last else "UNKNOWN"
+        """The last status read, or "" before the first answer."""
+        return self.last.summary.status if self.last else ""
 
     @property
     def current_step(self) -> str | None:

@@ -115,9 +115,10 @@ def text(event: Event) -> list[str]:
         case Finished():
             return _finished(event)
         case TimedOut():
+            still = f"is still {event.status} and " if event.status else ""
             return [
-                f"timed out after {duration(event.elapsed)}: job {event.job_id} is still "
-                f"{event.status} and keeps running (it was not stopped)",
+                f"timed out after {duration(event.elapsed)}: job {event.job_id} {still}"
+                "keeps running (it was not stopped)",
                 f"resume: {event.target.resume_command(event.job_id)}",
             ]
         case Interrupted():
@@ -233,7 +234,7 @@ def to_json(event: Event) -> dict[str, Any]:
             return {
                 "event": "timeout",
                 "job_id": event.job_id,
-                "status": event.status,
+                "status": event.status or None,
                 "exit_code": event.exit_code,
                 "elapsed": round(event.elapsed, 3),
                 "resume": event.target.resume_command(event.job_id),
@@ -271,4 +272,4 @@ def live_line(job_id: str, status: str, step: str | None, elapsed: float, frame:
     """The one line redrawn in place on a terminal while the job runs."""
     spinner = "|/-\\"[frame % 4]
     where = f" {step}" if step else ""
-    return f"{spinner} job {job_id} {status}{where} {duration(elapsed)}"
+    return f"{spinner} job {job_id} {status or 'starting'}{where} {duration(elapsed)}"

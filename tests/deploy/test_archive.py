@@ -111,3 +111,18 @@ def test_a_ready_zip_is_checked_not_rewritten(tmp_path: Path) -> None:
         pass
     with pytest.raises(ArchiveError, match="holds no files"):
         check_zip(empty)
+
+
+def test_a_checkpoint_that_raises_abandons_the_work_between_chunks(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "dist")
+    calls = 0
+
+    def checkpoint() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt  # stands in for the cancellation a signal raises
+
+    with pytest.raises(KeyboardInterrupt):
+        build_zip(root, tmp_path / "out.zip", checkpoint=checkpoint)
+    assert calls == 2

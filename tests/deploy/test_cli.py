@@ -66,7 +66,9 @@ async def test_deploy_dir_uploads_a_zip_prints_each_step_and_exits_0(
     lines = result.lines()
     assert lines[0].startswith(f"zipped {dist}: 2 files")
     assert "job 1 started on dshop/main" in lines
-    console = "https://us-east-1.console.aws.amazon.com/amplify/home?region=us-east-1#/dshop/main/1"
+    console = (
+        "https://us-east-1.console.aws.amazon.com/amplify/apps/dshop/branches/main/deployments/1"
+    )
     assert f"console: {console}" in lines
     for step in ("BUILD", "DEPLOY", "VERIFY"):
         assert row(lines, RUNNING, step).endswith("started")
@@ -256,6 +258,16 @@ async def test_source_url_deploys_without_upload_and_prints_how_to_follow(
     job = fleet.job(APP, "main", "1")
     assert (job.source_url, job.source_url_type) == ("s3://builds/shop/1234/", "BUCKET_PREFIX")
     assert sim.counts["Upload"] == 0
+
+
+async def test_timeout_without_wait_is_a_usage_error(sim: Simulator, tmp_path: Path) -> None:
+    result = await run_cli(
+        tmp_path, "deploy", *conn(sim), "--source-url", "https://x/b.zip", "--timeout", "5"
+    )
+
+    assert result.code == 2, result
+    assert "--timeout applies to waiting: add --wait" in result.err
+    assert sim.counts["StartDeployment"] == 0
 
 
 async def test_no_region_anywhere_is_a_usage_error(tmp_path: Path, dist: Path) -> None:

@@ -101,7 +101,10 @@ def test_hints_quote_odd_branch_names_and_never_lose_the_connection_flags() -> N
         "aws amplify stop-job --app-id d1 --branch-name 'it'\"'\"'s/odd' --job-id 7 "
         "--region eu-west-1"
     )
-    assert target.console_url("7").endswith("#/d1/it%27s%2Fodd/7")
+    assert target.console_url("7") == (
+        "https://eu-west-1.console.aws.amazon.com/amplify/apps/d1/branches/it%27s%2Fodd"
+        "/deployments/7"
+    )
 
 
 def test_step_lines_line_up_and_say_what_happened() -> None:
@@ -126,8 +129,8 @@ def test_a_failure_verdict_names_the_step_reason_log_and_console() -> None:
     assert lines[0] == "FAILED       job 7 after 1m15s: step DEPLOY: AccessDenied"
     assert lines[1].strip() == "log: https://logs/DEPLOY"
     assert lines[2].strip() == (
-        "console: https://eu-west-1.console.aws.amazon.com/amplify/home?region=eu-west-1"
-        "#/d1abc/feature%2Flogin/7"
+        "console: https://eu-west-1.console.aws.amazon.com/amplify/apps/d1abc"
+        "/branches/feature%2Flogin/deployments/7"
     )
     ok = render.text(Finished(TARGET, detail("SUCCEED", ("BUILD", "SUCCEED")), 80))
     assert ok[0] == "SUCCEED      job 7 after 1m15s"
@@ -139,6 +142,8 @@ def test_timeout_and_interrupt_say_the_job_keeps_running_and_how_to_resume() -> 
         "timed out after 10m00s: job 7 is still RUNNING and keeps running (it was not stopped)"
     )
     assert timed_out[1].startswith("resume: amplify-monitor wait --app d1abc")
+    never_read = render.text(TimedOut(TARGET, "7", "", 30))[0]
+    assert never_read == "timed out after 30s: job 7 keeps running (it was not stopped)"
     interrupted = render.text(Interrupted(TARGET, "7", "SIGINT", 130))
     assert "job 7 keeps running (it was not stopped)" in interrupted[0]
     assert render.text(Interrupted(TARGET, None, "SIGTERM", 143)) == [
