@@ -51,7 +51,7 @@ from monitor.deploy.events import (
 )
 from monitor.deploy.follow import Follower, PollPolicy
 from monitor.deploy.render import live_line
-from monitor.deploy.upload import UploadError, upload
+from monitor.deploy.upload import UploadError, redact, upload
 from monitor.model import CREATED, BranchKey, is_unfinished
 
 LIVE_REFRESH_SECONDS = 0.25
@@ -268,8 +268,12 @@ def _source_url_type(target: Target, url: str) -> str:
         return "BUCKET_PREFIX"
     if url.startswith(("https://", "http://")):
         return "ZIP"
+    # Redacted: a source URL may be presigned, and its query would grant access to the build.
     raise Refusal(
-        Refused(f"--source-url {url!r}: expected an https:// zip URL or an s3:// prefix", target)
+        Refused(
+            f"--source-url {redact(url)!r}: expected an https:// zip URL or an s3:// prefix",
+            target,
+        )
     )
 
 
@@ -306,7 +310,9 @@ async def _wait(
     key = setup.target.key
     job_id: str | None = args.job
     if job_id is None:
-        jobs = await client.list_jobs(key)
+        # A CREATED job is a deployment nobody started (its upload may never come): waiting on
+        # it would last until --timeout, so the latest job means the latest started one.
+        jobs = [job for job in await client.list_jobs(key) if job.status != CREATED]
         if not jobs:
             raise Refusal(Refused(f"branch {key} has no jobs to wait for", setup.target))
         job_id = max(jobs, key=lambda j: j.number).job_id

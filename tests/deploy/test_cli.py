@@ -206,6 +206,7 @@ async def test_wait_follows_the_latest_job_a_push_started(
 ) -> None:
     fleet.start_job(APP, "main", at=fleet.now() - 600)
     fleet.start_job(APP, "main", outcome=FAILED, fail_step="VERIFY", reason="smoke test 502")
+    fleet.create_deployment(APP, "main", [])  # job 3: created, never started; not "latest"
 
     result = await run_cli(tmp_path, "wait", *conn(sim), "--latest")
 
