@@ -227,6 +227,15 @@ class AmplifyClient:
             if not token:
                 return apps
 
+    async def get_app(self, app_id: str) -> App:
+        response = await self._call("GetApp", "get_app", appId=app_id)
+        raw = response.get("app", {})
+        return App(
+            app_id=str(raw.get("appId", app_id)),
+            name=str(raw.get("name", "")),
+            default_domain=str(raw.get("defaultDomain", "")),
+        )
+
     async def list_branches(self, app: App) -> list[Branch]:
         branches: list[Branch] = []
         token: str | None = None
