@@ -167,7 +167,8 @@ class AmplifyClient:
     ) -> AsyncIterator[AmplifyClient]:
         session = aioboto3.Session(profile_name=aws.profile) if aws.profile else aioboto3.Session()
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": 4},
+            # max_attempts left to botocore (3, or AWS_MAX_ATTEMPTS) so operators can tune it.
+            retries={"mode": "standard"},
             max_pool_connections=max_concurrency,
             connect_timeout=5,
             read_timeout=30,

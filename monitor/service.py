@@ -22,7 +22,8 @@ from monitor.amplify import AmplifyClient, AmplifyError
 from monitor.config import Settings
 from monitor.metrics import Metrics, serve
 from monitor.model import FAILED, BranchState
-from monitor.notify.outbox import Dispatcher, build_dispatcher
+from monitor.notify.factory import build_dispatcher
+from monitor.notify.outbox import Dispatcher
 from monitor.poller import Poller
 from monitor.scheduler import DISCOVER, PollApp, PollBranch, Schedule, Task
 from monitor.store.factory import open_store

@@ -138,8 +138,13 @@ async def test_deleted_branch_is_dropped_and_its_series_removed(
 
 
 async def test_throttling_is_survived_and_the_failure_still_detected(
-    sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
+    sim: Simulator,
+    fleet: Fleet,
+    clock: ManualClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # keep botocore's real backoff short
     state = tmp_path / "state.db"
     service = Service(make_settings(sim.url, state))
     async with service.edges() as (metrics, poller, _dispatcher):
