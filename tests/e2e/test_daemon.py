@@ -93,9 +93,7 @@ async def test_run_detects_a_scripted_failure_alerts_once_and_exports_it(
         in metrics
     )
     assert (
-        'amplify_job_transitions_total{app_id="dshop",branch="feature/login",from_status="NEW",to_status="PENDING"}'
-        in metrics
-        or 'amplify_jobs_finished_total{app_id="dshop",branch="feature/login",status="FAILED"} 1.0'
+        'amplify_jobs_finished_total{app_id="dshop",branch="feature/login",status="FAILED"} 1.0'
         in metrics
     )
     assert 'amplify_monitor_build_info{version="' in metrics
