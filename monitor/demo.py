@@ -36,8 +36,8 @@ def demo_settings(endpoint_url: str, listen: str, state_dir: Path) -> config.Set
     return config.parse(data, "demo")
 
 
-def _banner(endpoint_url: str, settings: config.Settings, app_id: str) -> str:
-    metrics = f"http://{settings.metrics.listen}"
+def _banner(endpoint_url: str, settings: config.Settings, port: int, app_id: str) -> str:
+    metrics = f"http://{settings.metrics.host}:{port}"
     alerts = (
         "posted to SLACK_WEBHOOK_URL"
         if settings.slack
@@ -66,16 +66,27 @@ def run(duration: float | None, listen: str) -> int:
 
     async def main() -> None:
         fleet = Fleet.demo()
+        first = fleet.apps()[0]
+        # A newcomer should see an alert within seconds, not wait for the traffic's dice.
+        fleet.start_job(
+            first.app_id,
+            "main",
+            outcome="FAILED",
+            fail_step="BUILD",
+            reason="npm ERR! Missing script: build",
+            commit_message="Bump webpack to 6 <!channel> (see #412)",
+            durations={"PENDING": 2, "PROVISIONING": 2, "RUNNING": 4},
+        )
         with tempfile.TemporaryDirectory(prefix="amplify-monitor-demo-") as state_dir:
             async with Simulator(fleet) as simulator:
                 url = simulator.url
                 settings = demo_settings(url, listen, Path(state_dir))
-                print(_banner(url, settings, fleet.apps()[0].app_id), flush=True)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(until_signal, tg.cancel_scope)
                     if duration is not None:
                         tg.cancel_scope.deadline = anyio.current_time() + duration
-                    await Service(settings).run()
+                    running = await tg.start(Service(settings).run)
+                    print(_banner(url, settings, running.metrics_port, first.app_id), flush=True)
 
     try:
         anyio.run(main)

@@ -158,3 +158,16 @@ async def test_once_prints_every_branch_and_exits_1_when_a_latest_job_failed(
     assert result.returncode == 1, result.stdout + result.stderr
     row = next(line for line in result.stdout.splitlines() if " main " in f" {line} ")
     assert job in row and FAILED in row
+
+
+def test_demo_shows_an_alert_and_says_where_to_look() -> None:
+    result = run_cli("demo", "--duration", "15", "--listen", "127.0.0.1:0", timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "Amplify simulator  http://127.0.0.1:" in result.stdout
+    assert any(line.strip().startswith("metrics            http://127.0.0.1:") for line in lines)
+    assert "amplify-monitor deploy" in result.stdout
+    assert any(
+        re.match(r"^FAILED storefront/main job \d+ \(RELEASE\) in step BUILD", line)
+        for line in lines
+    ), result.stdout
