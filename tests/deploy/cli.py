@@ -16,7 +16,13 @@ from pathlib import Path
 
 import anyio
 
+from monitor.simulator import Simulator
+
 WAIT_INTERVAL = "0.05"
+APP = "dshop"
+# Job timelines in seconds: FAST ends within a test, SLOW outlives one.
+FAST = {"PENDING": 0.2, "PROVISIONING": 0.2, "RUNNING": 0.9}
+SLOW = {"PENDING": 0.1, "PROVISIONING": 0.1, "RUNNING": 120.0}
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ def cli_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def conn(sim: Simulator) -> list[str]:
+    """The flags that point a command at the simulator's app and branch."""
+    return ["--app", APP, "--branch", "main", "--region", "us-east-1", "--endpoint-url", sim.url]
 
 
 class Cli:
