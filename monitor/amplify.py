@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -165,7 +165,6 @@ class AmplifyClient:
         max_concurrency: int = 16,
         requests_per_second: float = 20.0,
     ) -> AsyncIterator[AmplifyClient]:
-        session = aioboto3.Session(profile_name=aws.profile) if aws.profile else aioboto3.Session()
         config = AioConfig(
             # max_attempts left to botocore (3, or AWS_MAX_ATTEMPTS) so operators can tune it.
             retries={"mode": "standard"},
@@ -174,9 +173,19 @@ class AmplifyClient:
             read_timeout=30,
             user_agent_extra=f"amplify-monitor/{__version__}",
         )
-        async with session.client(
-            "amplify", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
-        ) as client:
+        async with AsyncExitStack() as stack:
+            try:
+                session = aioboto3.Session(profile_name=aws.profile)
+                client = await stack.enter_async_context(
+                    session.client(
+                        "amplify",
+                        region_name=aws.region,
+                        endpoint_url=aws.endpoint_url,
+                        config=config,
+                    )
+                )
+            except BotoCoreError as exc:  # unknown profile, bad endpoint URL, ...
+                raise AmplifyError("connect", str(exc)) from None
             yield cls(
                 client,
                 observer=observer or NullObserver(),

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from monitor import config, log
-from monitor.service import Service, until_signal
+from monitor.service import Service, expected_failure, until_signal
 from monitor.simulator import Fleet, Simulator
 
 
@@ -90,7 +90,10 @@ def run(duration: float | None, listen: str) -> int:
 
     try:
         anyio.run(main)
-    except OSError as exc:
-        print(f"amplify-monitor demo: {exc} (try --listen 127.0.0.1:0)", file=sys.stderr)
+    except Exception as exc:
+        fatal = expected_failure(exc)
+        if fatal is None:
+            raise
+        print(f"amplify-monitor demo: {fatal} (try --listen 127.0.0.1:0)", file=sys.stderr)
         return 1
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -26,7 +26,7 @@ from monitor.notify.factory import build_dispatcher
 from monitor.notify.outbox import Dispatcher
 from monitor.poller import Poller
 from monitor.scheduler import DISCOVER, PollApp, PollBranch, Schedule, Task
-from monitor.store.factory import open_store
+from monitor.store.factory import StoreError, open_store
 
 _log = log.get(__name__)
 
@@ -161,7 +161,7 @@ class Service:
         apps = {t.app_id for t in due if isinstance(t, PollApp)}
 
         async def app_task(app_id: str) -> None:
-            ok = await poller.poll_app(app_id)
+            ok = await _guarded(poller.poll_app(app_id), app_id=app_id)
             results.append(ok)
             if ok:
                 self.readiness.never_polled.discard(app_id)
@@ -173,7 +173,11 @@ class Service:
         async def branch_task(task: PollBranch) -> None:
             branch = poller.branches.get(task.key)
             if branch is not None:
-                results.append(await poller.poll_branch(branch))
+                results.append(
+                    await _guarded(
+                        poller.poll_branch(branch), app_id=task.key.app_id, branch=task.key.branch
+                    )
+                )
 
         async with anyio.create_task_group() as tg:
             for app_id in apps:
@@ -214,6 +218,15 @@ class Service:
                 print("amplify-monitor: some apps could not be polled (see log)", file=sys.stderr)
                 return 1
             return 1 if any(s.latest and s.latest.status == FAILED for s in states) else 0
+
+
+async def _guarded(work: Awaitable[bool], **context: str) -> bool:
+    """A bug or a store fault in one unit is logged and retried next cycle, never fatal."""
+    try:
+        return await work
+    except Exception:
+        _log.exception("poll_unit_crashed", **context)
+        return False
 
 
 def _age(state: BranchState, now: float) -> str:
@@ -259,6 +272,19 @@ async def until_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+def expected_failure(exc: BaseException) -> Exception | None:
+    """The operator-facing cause inside a (possibly grouped) failure: a port in use, a store
+    that cannot open, AWS settings that cannot work. None for a bug, which keeps its traceback."""
+    if isinstance(exc, OSError | StoreError | AmplifyError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = expected_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def run_daemon(settings: Settings) -> int:
     log.setup(settings.log.format, settings.log.level)
 
@@ -269,8 +295,12 @@ def run_daemon(settings: Settings) -> int:
 
     try:
         anyio.run(main)
-    except OSError as exc:
-        _log.error("startup_failed", error=str(exc))
+    except Exception as exc:
+        fatal = expected_failure(exc)
+        if fatal is None:
+            raise
+        _log.error("startup_failed", error=str(fatal))
+        print(f"amplify-monitor: {fatal}", file=sys.stderr)
         return 1
     _log.info("stopped")
     return 0

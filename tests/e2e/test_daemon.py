@@ -171,3 +171,15 @@ def test_demo_shows_an_alert_and_says_where_to_look() -> None:
         re.match(r"^FAILED storefront/main job \d+ \(RELEASE\) in step BUILD", line)
         for line in lines
     ), result.stdout
+
+
+def test_unknown_aws_profile_is_a_runtime_failure_with_a_clear_message(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.toml",
+        f'[aws]\nprofile = "no-such-profile"\n[metrics]\nlisten = "127.0.0.1:0"\n'
+        f'[state]\npath = "{tmp_path / "s.db"}"\n',
+    )
+    result = run_cli("run", "--config", str(config), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert "no-such-profile" in result.stderr
+    assert "Traceback" not in result.stderr
