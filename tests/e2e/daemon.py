@@ -70,7 +70,7 @@ class Daemon:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(self.metrics_url + path, timeout=5) as resp:  # noqa: S310
+            with urllib.request.urlopen(self.metrics_url + path, timeout=5) as resp:
                 return int(resp.status), resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
