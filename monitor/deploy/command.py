@@ -424,9 +424,14 @@ def _unfinished_refusal(target: Target, job_id: str | None, why: str) -> Refused
 
 def _refusal(exc: AmplifyError, target: Target, job_id: str | None) -> Refused:
     key = target.key
-    if isinstance(exc, Unauthorized):
-        return Refused(f"{exc.operation}: AWS refused the credentials: {exc.detail}", target)
     if isinstance(exc, NotFound):
         what = f"job {job_id} on {key}" if exc.operation == "GetJob" else f"app or branch {key}"
         return Refused(f"{exc.operation}: {what} not found ({exc.detail})", target)
-    return Refused(f"{exc.operation} failed: {exc.detail}", target)
+    if isinstance(exc, Unauthorized):
+        message = f"{exc.operation}: AWS refused the credentials: {exc.detail}"
+    else:
+        message = f"{exc.operation} failed: {exc.detail}"
+    if job_id is not None:
+        # E.g. CI credentials expiring during a long wait: the job itself is unaffected.
+        message += f"; job {job_id} keeps running, resume: {target.resume_command(job_id)}"
+    return Refused(message, target)

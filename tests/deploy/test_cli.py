@@ -323,3 +323,20 @@ async def test_a_50mb_directory_is_zipped_and_streamed_with_bounded_memory(
             f" MiB (growth {growth_mib:+.1f} MiB)"
         )
     assert growth_mib < 16, result
+
+
+async def test_credentials_refused_mid_wait_exit_2_and_say_the_job_keeps_running(
+    sim: Simulator, fleet: Fleet, dist: Path, tmp_path: Path
+) -> None:
+    fleet.set_next_outcome(APP, "main", SUCCEED, durations=SLOW)
+    cli = Cli(tmp_path, "deploy", *conn(sim), "--dir", str(dist), "--wait", env=cli_env())
+    await cli.wait_for_output("BUILD")
+
+    sim.faults.unauthorized("GetJob")  # e.g. the CI's session credentials expired
+    result = await cli.result(timeout=20)
+
+    assert result.code == 2, result
+    [line] = result.err.splitlines()
+    assert line.startswith("amplify-monitor: GetJob: AWS refused the credentials")
+    assert "job 1 keeps running, resume: amplify-monitor wait --app dshop" in line
+    assert fleet.job_status(APP, "main", "1") == RUNNING
