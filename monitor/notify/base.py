@@ -1,0 +1,130 @@
+"""The values and the one protocol that notification stages pass between them.
+
+A route resolves an alert to a `Destination`; the dispatcher turns alerts into `Single` or
+`Digest` notifications; a `Notifier` sends one and answers with a `SendResult` that says, as a
+type, whether to record it, retry it soon, or shout for a person and retry slowly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.model import Alert
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where an alert goes and what that place wants to hear, as routing resolved it.
+
+    :param channel: Slack channel id or name (bot mode); informative only for a webhook, whose
+        channel is fixed when the webhook is created.
+    :param mention: trusted markup from the config (``<!subteam^S123>``, ``<@U123>``) put in
+        front of the message so the right people are notified.
+    :param statuses: the effective ``on`` for this destination: job statuses worth a message.
+    """
+
+    channel: str
+    mention: str | None = None
+    statuses: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class Single:
+    """One alert, one message. `thread` is the receipt of the message to answer in its thread."""
+
+    alert: Alert
+    destination: Destination
+    thread: str | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The overflow of a flood-controlled window: several alerts in one message.
+
+    :param window_seconds: the length of the window the alerts overflowed, for the wording.
+    """
+
+    alerts: tuple[Alert, ...]
+    destination: Destination
+    window_seconds: float
+
+
+Notification = Single | Digest
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The receiver took it. `receipt` is its handle for threading (Slack: channel and ts)."""
+
+    receipt: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A fault that passes by itself (429, 5xx, connection, timeout): try again soon.
+
+    :param after: seconds the receiver asked us to wait (Retry-After); None means "use backoff".
+    """
+
+    error: str
+    after: float | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The receiver refused for a reason only a person can fix (bad token, bot not in channel).
+
+    The alert stays in the outbox and is retried slowly, so fixing the cause is enough to get
+    it delivered. `hint` is the fix, phrased for the operator reading the log.
+    """
+
+    error: str
+    hint: str = ""
+
+
+SendResult = Delivered | Retry | Rejected
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """A token bucket per lane: `rate` messages a second on average, bursts of `burst`."""
+
+    rate: float = 1.0
+    burst: float = 3.0
+
+
+class Notifier(Protocol):
+    """One receiver of notifications (Slack bot, Slack webhook, console).
+
+    Implementations never raise for a delivery problem: they classify it into a SendResult.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short name for logs: 'slack', 'slack-webhook', 'console'."""
+        ...
+
+    @property
+    def threads(self) -> bool:
+        """Whether a recovery can be a reply in the failure's thread (a quiet message)."""
+        ...
+
+    @property
+    def pacing(self) -> Pacing | None:
+        """How fast one lane may send; None means as fast as it likes."""
+        ...
+
+    @property
+    def flood_control(self) -> bool:
+        """Whether a burst of alerts should overflow into a digest (pointless on a console)."""
+        ...
+
+    def lane(self, destination: Destination) -> str:
+        """The key of the queue this destination's messages share: rate limits and flood
+        windows apply per lane (a Slack channel, or the one channel behind a webhook)."""
+        ...
+
+    async def send(self, notification: Notification) -> SendResult:
+        """Deliver one notification and classify the outcome."""
+        ...

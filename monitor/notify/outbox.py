@@ -1,0 +1,521 @@
+"""The dispatcher: reads the store's outbox and delivers each alert exactly once, in stages.
+
+feed (outbox -> route -> suppress or hand to a lane) -> admit (flood control: send now or hold
+for the digest) -> pace (token bucket per lane) -> send (notifier) -> record (mark sent, or
+mark failed with the next attempt time). One lane per Slack channel, each its own task: a
+channel that is rate limited or misconfigured waits alone while the others go on, and polling
+never waits for any of it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+import anyio.abc
+
+from monitor import log
+from monitor.model import FAILED, Alert, OutboxEntry, dedup_key
+from monitor.notify.base import (
+    Delivered,
+    Destination,
+    Digest,
+    Notification,
+    Notifier,
+    Rejected,
+    Retry,
+    SendResult,
+    Single,
+)
+from monitor.notify.policy import (
+    REJECTED_BACKOFF,
+    Bucket,
+    FloodWindow,
+    admit,
+    consume,
+    full_bucket,
+    ready_at,
+    retry_after,
+)
+from monitor.notify.route import Router
+from monitor.observe import Observer
+from monitor.store.base import Store
+
+_log = log.get(__name__)
+
+# The first read after start takes every unsent entry, whatever its next attempt time: a
+# restart is often the fix (a new token, the bot invited), so it deserves an immediate try.
+_EVERYTHING = 10 * 365 * 24 * 3600.0
+
+WorkKind = Literal["single", "digest"]
+
+
+@dataclass(frozen=True)
+class _Item:
+    entry: OutboxEntry
+    destination: Destination
+
+    @property
+    def alert(self) -> Alert:
+        return self.entry.alert
+
+    @property
+    def key(self) -> str:
+        return self.entry.alert.dedup_key
+
+
+@dataclass
+class _Lane:
+    """The delivery state of one channel. Mutated only by its own task and by the feeder
+    (which only appends to `inbox`), both on the event loop thread."""
+
+    key: str
+    inbox: deque[_Item] = field(default_factory=deque)  # fed, not yet through flood control
+    queue: deque[_Item] = field(default_factory=deque)  # to send one by one, in order
+    held: list[_Item] = field(default_factory=list)  # overflow waiting for the digest
+    digest_due: float | None = None
+    window: FloodWindow | None = None
+    bucket: Bucket | None = None
+    blocked_until: float = 0.0
+    failures: int = 0  # consecutive failed attempts, for the backoff
+    announced: set[str] = field(default_factory=set)  # errors already logged loudly
+    running: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inbox or self.queue or self.held)
+
+    def nudge(self) -> None:
+        self.wake.set()
+
+
+class Dispatcher:
+    """Delivers the outbox through one notifier.
+
+    :param store: the outbox; entries are read with `pending` and closed with `mark_sent`.
+    :param notifier: Slack (bot or webhook) or the console.
+    :param router: alert -> destination, and whether the destination wants it at all.
+    :param clock: seconds since the epoch; every decision reads time from here (tests fake it).
+    :param digest_threshold: alerts a lane sends one by one per window before holding the rest.
+    :param digest_window: seconds of that window; the held overflow leaves when it ends.
+    :param send_timeout: ceiling on one notifier call, retries and fallbacks included.
+    :param poll_interval: how often the outbox is read without a poke (a safety net only).
+    :param digest_max: most alerts in one digest message; more make several digests.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        router: Router,
+        observer: Observer,
+        *,
+        clock: Callable[[], float] = time.time,
+        digest_threshold: int = 5,
+        digest_window: float = 30.0,
+        send_timeout: float = 30.0,
+        poll_interval: float = 10.0,
+        batch: int = 100,
+        digest_max: int = 50,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._router = router
+        self._observer = observer
+        self._clock = clock
+        self._threshold = digest_threshold
+        self._window = digest_window
+        self._send_timeout = send_timeout
+        self._poll_interval = poll_interval
+        self._batch = batch
+        self._digest_max = digest_max
+        self._rand = rand
+
+        self._lanes: dict[str, _Lane] = {}
+        # Dedup keys a lane holds (or that were sent but whose mark_sent failed): the feeder
+        # skips them, so an entry is never in two places at once.
+        self._owned: set[str] = set()
+        self._unrecorded: dict[str, str | None] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._progress = anyio.Event()
+        self._feeds_started = 0
+        self._feeds_done = 0
+        self._flushing = 0
+
+    @property
+    def notifier(self) -> Notifier:
+        return self._notifier
+
+    # --- the public surface -------------------------------------------------------------
+
+    def poke(self) -> None:
+        """New alerts were saved: read the outbox now rather than at the next poll."""
+        self._wake.set()
+        for lane in self._lanes.values():
+            lane.nudge()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Deliver until cancelled. Signals `task_status.started()` once it owns its tasks."""
+        if self._tg is not None:
+            raise RuntimeError("Dispatcher.run() or drain() is already running")
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                self._resume_lanes()
+                task_status.started()
+                _log.info("dispatcher_started", notifier=self._notifier.name)
+                await self._feed_forever()
+            finally:
+                self._tg = None
+
+    # The timeout is part of the interface the service calls (it bounds shutdown), hence noqa.
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109
+        """Deliver everything due now, digests included without waiting for their window, and
+        return how many alerts are still pending when done or when `timeout` runs out.
+
+        Works beside a running `run()` (it pokes it and waits) or on its own (`once`, or after
+        `run()` was cancelled at shutdown).
+        """
+        self._flushing += 1
+        try:
+            with anyio.move_on_after(timeout):
+                # Counted before the feeder is woken or started: only a feed that begins
+                # after this point has seen everything saved before drain() was called.
+                target = self._feeds_started + 1
+                if self._tg is not None:
+                    self.poke()
+                    await self._quiesce(target)
+                else:
+                    async with anyio.create_task_group() as tg:
+                        self._tg = tg
+                        try:
+                            self._resume_lanes()
+                            tg.start_soon(self._feed_forever, name="outbox feeder")
+                            await self._quiesce(target)
+                        finally:
+                            self._tg = None
+                            tg.cancel_scope.cancel()
+        finally:
+            self._flushing -= 1
+        return await self._report_pending()
+
+    # --- feeding: outbox -> route -> lanes ----------------------------------------------
+
+    async def _feed_forever(self) -> None:
+        everything = True
+        while True:
+            # A fresh event before reading: a poke during the read makes the wait below
+            # return at once instead of being lost.
+            self._wake = anyio.Event()
+            await self._feed(everything)
+            everything = False
+            with anyio.move_on_after(self._poll_interval):
+                await self._wake.wait()
+
+    async def _feed(self, everything: bool) -> None:
+        self._feeds_started += 1
+        try:
+            await self._record_unrecorded()
+            while True:
+                now = self._clock()
+                limit = len(self._owned) + self._batch
+                entries = await self._store.pending(now + _EVERYTHING if everything else now, limit)
+                for entry in entries:
+                    await self._take(entry)
+                # Owned entries come back too (they are still unsent); asking for that many
+                # more than we own guarantees progress, and a full page means there may be more.
+                if len(entries) < limit:
+                    break
+            await self._report_pending()
+        except Exception as exc:
+            # The store may be briefly unavailable (locked file, Redis failover): the next poll
+            # or poke tries again; the alerts are safe where they are.
+            _log.error("outbox_read_failed", error=str(exc), error_type=type(exc).__name__)
+        finally:
+            self._feeds_done += 1
+            self._signal_progress()
+
+    async def _take(self, entry: OutboxEntry) -> None:
+        alert = entry.alert
+        key = alert.dedup_key
+        if key in self._owned:
+            return
+        destination = self._router.route(alert)
+        if not self._router.wants(alert, destination):
+            await self._store.mark_sent(key, None)
+            self._observer.alert(alert.status, "suppressed")
+            _log.info("alert_suppressed", **_fields(alert), channel=destination.channel)
+            return
+        self._owned.add(key)
+        lane = self._lane(self._notifier.lane(destination))
+        lane.inbox.append(_Item(entry, destination))
+        lane.nudge()
+
+    def _lane(self, key: str) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key)
+        self._start(lane)
+        return lane
+
+    def _start(self, lane: _Lane) -> None:
+        if not lane.running and self._tg is not None:
+            lane.running = True
+            self._tg.start_soon(self._lane_loop, lane, name=f"notify lane {lane.key}")
+
+    def _resume_lanes(self) -> None:
+        # Lanes outlive the task group that ran them (run() cancelled, then drain()): their
+        # queued alerts are still owned here and must be picked up again.
+        for lane in self._lanes.values():
+            if lane.busy:
+                self._start(lane)
+
+    # --- one lane: admit -> pace -> send -> record --------------------------------------
+
+    async def _lane_loop(self, lane: _Lane) -> None:
+        try:
+            while True:
+                lane.wake = anyio.Event()
+                now = self._clock()
+                if lane.blocked_until > now:
+                    await self._sleep_until(lane, lane.blocked_until)
+                    continue
+                self._admit(lane, now)
+                work = self._next_work(lane, now)
+                if work is None:
+                    await lane.wake.wait()
+                    continue
+                if isinstance(work, float):
+                    await self._sleep_until(lane, work)
+                    continue
+                pacing = self._notifier.pacing
+                if pacing is not None:
+                    bucket = lane.bucket or full_bucket(pacing, now)
+                    ready = ready_at(bucket, now, pacing)
+                    if ready > now:
+                        await self._sleep_until(lane, ready)
+                        continue
+                    lane.bucket = consume(bucket, now, pacing)
+                kind, items = work
+                # Shielded: once a message is on its way, cancellation (shutdown) waits for
+                # the answer and its record; abandoning it there would resend it after restart.
+                with anyio.CancelScope(shield=True):
+                    result = await self._send(lane, kind, items)
+                    await self._record(lane, kind, items, result)
+                self._signal_progress()
+        finally:
+            lane.running = False
+
+    async def _sleep_until(self, lane: _Lane, when: float) -> None:
+        # Woken early by a nudge (poke) to look at the clock again: with a fake clock, time
+        # moves when the test says so, not when the sleep ends.
+        with anyio.move_on_after(max(0.0, when - self._clock())):
+            await lane.wake.wait()
+
+    def _counts_for_flood(self, alert: Alert) -> bool:
+        # A recovery replying in its failure's thread pings nobody; only top-level messages
+        # are noise worth holding back.
+        return alert.kind == "failure" or not self._notifier.threads
+
+    def _admit(self, lane: _Lane, now: float) -> None:
+        """Flood control, decided when the lane can act, not when the alert was fed: after
+        an outage a backlog is one burst, not a trickle of windows."""
+        while lane.inbox:
+            item = lane.inbox.popleft()
+            if not self._notifier.flood_control or not self._counts_for_flood(item.alert):
+                lane.queue.append(item)
+                continue
+            lane.window, verdict = admit(lane.window, now, self._threshold, self._window)
+            if verdict == "send":
+                lane.queue.append(item)
+                continue
+            if lane.digest_due is None:
+                lane.digest_due = lane.window.end(self._window)
+            lane.held.append(item)
+            _log.info(
+                "alert_held_for_digest", **_fields(item.alert), lane=lane.key, due=lane.digest_due
+            )
+
+    def _next_work(self, lane: _Lane, now: float) -> tuple[WorkKind, list[_Item]] | float | None:
+        """What the lane does next: send something, wait until a time, or nothing (idle)."""
+        due = lane.digest_due
+        if lane.held and due is not None and (self._flushing or now >= due):
+            # Older than anything queued since: it goes first.
+            return "digest", lane.held[: self._digest_max]
+        if lane.queue:
+            return "single", [lane.queue[0]]
+        if lane.held and lane.digest_due is not None:
+            return lane.digest_due
+        return None
+
+    async def _send(self, lane: _Lane, kind: WorkKind, items: Sequence[_Item]) -> SendResult:
+        notification: Notification
+        if kind == "single":
+            item = items[0]
+            notification = Single(item.alert, item.destination, await self._thread_for(item.alert))
+        else:
+            notification = Digest(
+                tuple(i.alert for i in items), _merged_destination(items), self._window
+            )
+        try:
+            with anyio.fail_after(self._send_timeout):
+                return await self._notifier.send(notification)
+        except TimeoutError:
+            return Retry("timeout")
+        except Exception as exc:
+            # A notifier bug (a rendering crash) must not kill delivery for every channel.
+            _log.exception("notifier_crashed", notifier=self._notifier.name, lane=lane.key)
+            return Rejected("internal_error", f"{type(exc).__name__}: {exc} (a bug; report it)")
+
+    async def _thread_for(self, alert: Alert) -> str | None:
+        if alert.kind != "recovery" or not alert.failed_job_id or not self._notifier.threads:
+            return None
+        try:
+            return await self._store.receipt(dedup_key(alert.key, alert.failed_job_id, FAILED))
+        except Exception as exc:
+            # Without the thread the recovery is still worth saying, at the top level.
+            _log.warning("receipt_read_failed", error=str(exc), **_fields(alert))
+            return None
+
+    async def _record(
+        self, lane: _Lane, kind: WorkKind, items: Sequence[_Item], result: SendResult
+    ) -> None:
+        if isinstance(result, Delivered):
+            await self._record_delivered(lane, kind, items, result)
+        else:
+            await self._record_failed(lane, items, result)
+        await self._report_pending()
+
+    async def _record_delivered(
+        self, lane: _Lane, kind: WorkKind, items: Sequence[_Item], result: Delivered
+    ) -> None:
+        keys = {item.key for item in items}
+        if kind == "single":
+            lane.queue.popleft()
+        else:
+            lane.held = [i for i in lane.held if i.key not in keys]
+            if not lane.held:
+                lane.digest_due = None
+        if lane.announced:
+            _log.info("slack_delivery_recovered", notifier=self._notifier.name, lane=lane.key)
+            lane.announced.clear()
+        lane.failures = 0
+        outcome = "sent" if kind == "single" else "digested"
+        for item in items:
+            try:
+                await self._store.mark_sent(item.key, result.receipt)
+                self._owned.discard(item.key)
+            except Exception as exc:
+                # Delivered but not recorded: keep it owned so this process never resends it,
+                # and retry the record on the next feed.
+                self._unrecorded[item.key] = result.receipt
+                _log.error("outbox_record_failed", error=str(exc), **_fields(item.alert))
+            self._observer.alert(item.alert.status, outcome)
+            _log.info(
+                "alert_sent" if kind == "single" else "alert_digested",
+                **_fields(item.alert),
+                lane=lane.key,
+                receipt=result.receipt,
+                attempts=item.entry.attempts + 1,
+            )
+
+    async def _record_failed(
+        self, lane: _Lane, items: Sequence[_Item], result: Retry | Rejected
+    ) -> None:
+        lane.failures += 1
+        if isinstance(result, Retry):
+            delay = retry_after(result.after, lane.failures, self._rand)
+            outcome = "retried"
+        else:
+            delay = REJECTED_BACKOFF.delay(lane.failures, self._rand)
+            outcome = "failed"
+        next_at = self._clock() + delay
+        lane.blocked_until = next_at
+        if isinstance(result, Rejected) and result.error not in lane.announced:
+            lane.announced.add(result.error)
+            # Loud once: this needs a person, and the log line says what to do.
+            _log.error(
+                "slack_delivery_rejected",
+                notifier=self._notifier.name,
+                lane=lane.key,
+                error=result.error,
+                fix=result.hint,
+                retry_in=round(delay, 1),
+                waiting=len(lane.queue) + len(lane.held),
+            )
+        else:
+            _log.warning(
+                "alert_delivery_failed",
+                notifier=self._notifier.name,
+                lane=lane.key,
+                error=result.error,
+                retry_in=round(delay, 1),
+                attempt=lane.failures,
+                alerts=len(items),
+            )
+        for item in items:
+            try:
+                await self._store.mark_failed(item.key, result.error, next_at)
+            except Exception as exc:
+                _log.error("outbox_record_failed", error=str(exc), **_fields(item.alert))
+            self._observer.alert(item.alert.status, outcome)
+
+    async def _record_unrecorded(self) -> None:
+        for key, receipt in list(self._unrecorded.items()):
+            await self._store.mark_sent(key, receipt)
+            del self._unrecorded[key]
+            self._owned.discard(key)
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    async def _report_pending(self) -> int:
+        try:
+            count = await self._store.pending_count()
+        except Exception as exc:
+            _log.warning("outbox_count_failed", error=str(exc))
+            return len(self._owned)
+        self._observer.outbox_pending(count)
+        return count
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def _quiesce(self, target: int) -> None:
+        """Wait until `target` feeds are done, then for every lane to empty."""
+        while True:
+            progress = self._progress
+            if (
+                self._feeds_done >= target
+                and not self._unrecorded
+                and not any(lane.busy for lane in self._lanes.values())
+            ):
+                return
+            await progress.wait()
+
+
+def _merged_destination(items: Sequence[_Item]) -> Destination:
+    """A digest goes to one lane but may gather alerts of several routes: mention them all."""
+    first = items[0].destination
+    mentions = list(dict.fromkeys(i.destination.mention for i in items if i.destination.mention))
+    return Destination(first.channel, " ".join(mentions) or None, first.statuses)
+
+
+def _fields(alert: Alert) -> dict[str, str]:
+    return {
+        "app_id": alert.key.app_id,
+        "branch": alert.key.branch,
+        "job_id": alert.job.job_id,
+        "status": alert.status,
+        "kind": alert.kind,
+    }
