@@ -30,13 +30,12 @@ from monitor.amplify import (
     Unauthorized,
     default_region,
 )
-from monitor.config import AwsSettings, SlackSettings
+from monitor.config import AwsSettings, Settings
 from monitor.deploy.archive import ArchiveError, ArchiveInfo, build_zip, check_zip
 from monitor.deploy.console import Console
 from monitor.deploy.events import (
     EXIT_SUCCEED,
     EXIT_USAGE,
-    Event,
     Finished,
     Interrupted,
     Note,
@@ -65,7 +64,8 @@ class UsageError(Exception):
 class Setup:
     aws: AwsSettings
     target: Target
-    slack: SlackSettings | None
+    # The whole config, for --notify (routes, [alerts] on); None without --config.
+    settings: Settings | None
     policy: PollPolicy
     timeout: float | None
 
@@ -75,10 +75,10 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     env = os.environ if env is None else env
     config_path: str | None = args.config or env.get(config.CONFIG_ENV) or None
     aws = AwsSettings()
-    slack: SlackSettings | None = None
+    settings: Settings | None = None
     if config_path:
         settings = config.load(config_path)
-        aws, slack = settings.aws, settings.slack
+        aws = settings.aws
     # AwsSettings defaults region to us-east-1 for the daemon; here only an explicit one counts,
     # else the deploy could silently go to the wrong region and report "app not found".
     region = (
@@ -92,10 +92,14 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     endpoint_url = args.endpoint_url or aws.endpoint_url
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    if args.timeout is not None and getattr(args, "wait", True) is False:
-        # deploy without --wait returns once the job starts: a timeout there would mean nothing.
-        raise UsageError("--timeout applies to waiting: add --wait")
-    if args.notify and slack is None:
+    # deploy without --wait returns once the job starts: there is no wait to time out and no
+    # verdict to send.
+    if getattr(args, "wait", True) is False:
+        if args.timeout is not None:
+            raise UsageError("--timeout applies to waiting: add --wait")
+        if args.notify:
+            raise UsageError("--notify sends the job's result: add --wait")
+    if args.notify and (settings is None or settings.slack is None):
         raise UsageError("--notify needs a [slack] section in the --config file")
     try:
         policy = PollPolicy.from_env(env)
@@ -105,7 +109,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     return Setup(
         aws=AwsSettings(region=region, profile=aws.profile, endpoint_url=endpoint_url),
         target=Target(key, region, endpoint_url, config_path),
-        slack=slack,
+        settings=settings,
         policy=policy,
         timeout=args.timeout,
     )
@@ -342,8 +346,8 @@ async def _follow(
         setup.target, job_id, follower.status, follower.elapsed
     )
     console.emit(result)
-    if setup.slack is not None and args.notify:
-        await _notify(setup, console, result)
+    if args.notify and setup.settings is not None and isinstance(result, Finished):
+        console.emit(await _notify(setup.settings, client, result))
     return result.exit_code
 
 
@@ -359,8 +363,15 @@ async def _redraw(follower: Follower, console: Console) -> None:
         await anyio.sleep(LIVE_REFRESH_SECONDS)
 
 
-async def _notify(setup: Setup, console: Console, result: Event) -> None:
-    console.emit(Note("--notify is not available yet: the Slack notifier has not landed"))
+async def _notify(settings: Settings, client: AmplifyClient, finished: Finished) -> Note:
+    # Imported here: slack_sdk is only worth loading when a message is to be sent.
+    from monitor.deploy.notify import notify
+
+    # Shielded and bounded: a signal after the verdict must not cut the message in half, and a
+    # Slack outage must not hold the CI job.
+    with anyio.CancelScope(shield=True), anyio.move_on_after(60):
+        return await notify(settings, client, finished)
+    return Note("--notify: gave up on Slack after 60s")
 
 
 # --- refusals ----------------------------------------------------------------------------------
