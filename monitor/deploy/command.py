@@ -218,6 +218,7 @@ async def _deploy(
             except BadRequest as exc:
                 raise await _maybe_unfinished(client, setup.target, exc) from None
             try:
+                # The retry pause scales with the poll interval: 1 s by default, short in tests.
                 sent = await upload(url, info.path, retry_delay=setup.policy.interval / 2)
             except UploadError as exc:
                 raise Refusal(Refused(f"{exc}; nothing was deployed", setup.target)) from None
