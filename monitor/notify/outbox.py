@@ -59,6 +59,7 @@ WorkKind = Literal["single", "digest"]
 class _Item:
     entry: OutboxEntry
     destination: Destination
+    seq: int  # the order the feeder took it in: the outbox's order
 
     @property
     def alert(self) -> Alert:
@@ -143,12 +144,17 @@ class Dispatcher:
         # skips them, so an entry is never in two places at once.
         self._owned: set[str] = set()
         self._unrecorded: dict[str, str | None] = {}
+        # Keys delivered while a feed may have been reading: that read can predate mark_sent
+        # and still list them as pending. Each stays owned until a feed that started after its
+        # delivery has finished, so a stale read never sends an alert twice.
+        self._releasing: list[tuple[int, str]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
         self._progress = anyio.Event()
         self._feeds_started = 0
         self._feeds_done = 0
         self._flushing = 0
+        self._seq = 0
 
     @property
     def notifier(self) -> Notifier:
@@ -224,6 +230,7 @@ class Dispatcher:
 
     async def _feed(self, everything: bool) -> None:
         self._feeds_started += 1
+        this_feed = self._feeds_started
         try:
             await self._record_unrecorded()
             while True:
@@ -242,8 +249,19 @@ class Dispatcher:
             # or poke tries again; the alerts are safe where they are.
             _log.error("outbox_read_failed", error=str(exc), error_type=type(exc).__name__)
         finally:
+            self._release(before=this_feed)
             self._feeds_done += 1
             self._signal_progress()
+
+    def _release(self, before: int) -> None:
+        """Stop owning keys delivered before feed number `before` began."""
+        keep: list[tuple[int, str]] = []
+        for feed, key in self._releasing:
+            if feed < before:
+                self._owned.discard(key)
+            else:
+                keep.append((feed, key))
+        self._releasing = keep
 
     async def _take(self, entry: OutboxEntry) -> None:
         alert = entry.alert
@@ -258,7 +276,8 @@ class Dispatcher:
             return
         self._owned.add(key)
         lane = self._lane(self._notifier.lane(destination))
-        lane.inbox.append(_Item(entry, destination))
+        self._seq += 1
+        lane.inbox.append(_Item(entry, destination, self._seq))
         lane.nudge()
 
     def _lane(self, key: str) -> _Lane:
@@ -349,8 +368,10 @@ class Dispatcher:
     def _next_work(self, lane: _Lane, now: float) -> tuple[WorkKind, list[_Item]] | float | None:
         """What the lane does next: send something, wait until a time, or nothing (idle)."""
         due = lane.digest_due
-        if lane.held and due is not None and (self._flushing or now >= due):
-            # Older than anything queued since: it goes first.
+        digest_due = bool(lane.held) and due is not None and (self._flushing > 0 or now >= due)
+        # Whichever is older goes first: the queue's head may be a first-of-window alert
+        # admitted before the overflow, or one admitted after the window ended.
+        if digest_due and (not lane.queue or lane.held[0].seq < lane.queue[0].seq):
             return "digest", lane.held[: self._digest_max]
         if lane.queue:
             return "single", [lane.queue[0]]
@@ -414,7 +435,7 @@ class Dispatcher:
         for item in items:
             try:
                 await self._store.mark_sent(item.key, result.receipt)
-                self._owned.discard(item.key)
+                self._releasing.append((self._feeds_started, item.key))
             except Exception as exc:
                 # Delivered but not recorded: keep it owned so this process never resends it,
                 # and retry the record on the next feed.

@@ -41,10 +41,11 @@ _sdk_log.setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT = 10  # seconds per HTTP call; slack_sdk wants an int
 
-# chat.postMessage: about one message a second per channel, short bursts tolerated.
-BOT_PACING = Pacing(rate=1.0, burst=3.0)
+# chat.postMessage: about one message a second per channel, short bursts tolerated. A burst of
+# five lets the default digest_threshold's messages go out at once, as flood control promises.
+BOT_PACING = Pacing(rate=1.0, burst=5.0)
 # Incoming webhooks: one message a second per webhook.
-WEBHOOK_PACING = Pacing(rate=1.0, burst=3.0)
+WEBHOOK_PACING = Pacing(rate=1.0, burst=5.0)
 
 _AUTH_HINT = (
     "the bot token is not accepted: set [slack] token or token_file to a valid bot token "

@@ -1,0 +1,80 @@
+"""Routing: first matching [[slack.routes]] wins, else the default channel; per-route `on`."""
+
+from __future__ import annotations
+
+from monitor.model import CANCELLED, FAILED
+from monitor.notify.route import Router
+
+from .helpers import make_alert, make_recovery, slack_settings
+
+
+def router(**alerts: object) -> Router:
+    settings = slack_settings(
+        {
+            "token": "xoxb-x",
+            "channel": "#builds",
+            "routes": [
+                {
+                    "app_id": "d1shop*",
+                    "branches": ["main", "release/*"],
+                    "channel": "#shop-prod",
+                    "mention": "<!subteam^S1>",
+                },
+                {"app_name": "shop", "channel": "#shop-dev", "on": ["FAILED"]},
+                {"branches": ["hotfix/*"], "channel": "#hotfix", "on": ["CANCELLED"]},
+            ],
+        },
+        **alerts,
+    )
+    assert settings.slack is not None
+    return Router.build(settings.alerts, "#builds", settings.slack.routes)
+
+
+def test_first_matching_route_wins() -> None:
+    r = router()
+    dest = r.route(make_alert(app_id="d1shop42", app_name="shop", branch="release/2.0"))
+    assert (dest.channel, dest.mention) == ("#shop-prod", "<!subteam^S1>")
+
+
+def test_later_route_matches_when_an_earlier_one_does_not() -> None:
+    assert (
+        router().route(make_alert(app_id="d1shop42", app_name="shop", branch="dev")).channel
+        == "#shop-dev"
+    )
+
+
+def test_unmatched_alert_goes_to_the_default_channel() -> None:
+    dest = router().route(make_alert(app_id="d9blog", app_name="blog", branch="main"))
+    assert (dest.channel, dest.mention) == ("#builds", None)
+
+
+def test_globs_are_case_sensitive_like_git_branches() -> None:
+    assert (
+        router().route(make_alert(app_id="d9blog", app_name="blog", branch="HOTFIX/x")).channel
+        == "#builds"
+    )
+
+
+def test_route_on_overrides_alerts_on() -> None:
+    r = router()
+    cancelled_dev = make_alert(status=CANCELLED, app_id="d1shop42", app_name="shop", branch="dev")
+    assert not r.wants(cancelled_dev, r.route(cancelled_dev))
+    failed_hotfix = make_alert(status=FAILED, app_id="d9blog", app_name="blog", branch="hotfix/1")
+    assert not r.wants(failed_hotfix, r.route(failed_hotfix))
+    cancelled_default = make_alert(status=CANCELLED, app_id="d9blog", app_name="blog")
+    assert r.wants(cancelled_default, r.route(cancelled_default))
+
+
+def test_default_on_comes_from_alerts_section() -> None:
+    r = router(on=["FAILED"])
+    alert = make_alert(status=CANCELLED, app_id="d9blog", app_name="blog")
+    assert not r.wants(alert, r.route(alert))
+
+
+def test_recovery_is_wanted_where_failures_are_and_only_if_enabled() -> None:
+    recovery = make_recovery(app_id="d9blog", app_name="blog", branch="hotfix/1")
+    assert not router().wants(recovery, router().route(recovery))  # #hotfix only hears CANCELLED
+    elsewhere = make_recovery(app_id="d9blog", app_name="blog")
+    assert router().wants(elsewhere, router().route(elsewhere))
+    off = router(recovery=False)
+    assert not off.wants(elsewhere, off.route(elsewhere))
