@@ -36,7 +36,9 @@ def demo_settings(endpoint_url: str, listen: str, state_dir: Path) -> config.Set
     return config.parse(data, "demo")
 
 
-def _banner(endpoint_url: str, settings: config.Settings, port: int, app_id: str) -> str:
+def _banner(
+    endpoint_url: str, settings: config.Settings, port: int, app_id: str, site: Path
+) -> str:
     metrics = f"http://{settings.metrics.host}:{port}"
     alerts = (
         "posted to SLACK_WEBHOOK_URL"
@@ -51,7 +53,8 @@ def _banner(endpoint_url: str, settings: config.Settings, port: int, app_id: str
             f"  metrics            {metrics}/metrics   health {metrics}/healthz   ready {metrics}/readyz",
             f"  alerts             {alerts}",
             "  try a deploy       AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo amplify-monitor deploy \\",
-            f"                       --endpoint-url {endpoint_url} --app {app_id} --branch main --dir . --wait",
+            f"                       --endpoint-url {endpoint_url} --region us-east-1 \\",
+            f"                       --app {app_id} --branch develop --dir {site} --wait",
             "  stop               Ctrl-C",
             "",
         ]
@@ -81,12 +84,17 @@ def run(duration: float | None, listen: str) -> int:
             async with Simulator(fleet) as simulator:
                 url = simulator.url
                 settings = demo_settings(url, listen, Path(state_dir))
+                site = Path(state_dir) / "site"  # a tiny build to try `deploy` with
+                site.mkdir()
+                (site / "index.html").write_text("<h1>Hello from amplify-monitor</h1>\n")
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(until_signal, tg.cancel_scope)
                     if duration is not None:
                         tg.cancel_scope.deadline = anyio.current_time() + duration
                     running = await tg.start(Service(settings).run)
-                    print(_banner(url, settings, running.metrics_port, first.app_id), flush=True)
+                    print(
+                        _banner(url, settings, running.metrics_port, first.app_id, site), flush=True
+                    )
 
     try:
         anyio.run(main)
