@@ -41,10 +41,12 @@ class Pacer:
         """Wait for a token. The lock makes waiters queue fairly instead of racing on refill."""
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0:
+            # The epsilon stops float dust (0.9999999 tokens) from asking for sleeps too short to
+            # move a clock forward.
+            while self._tokens < 1.0 - 1e-9:
                 await self._sleep((1.0 - self._tokens) / self.rate)
                 self._refill()
-            self._tokens -= 1.0
+            self._tokens = max(0.0, self._tokens - 1.0)
 
     def throttled(self) -> None:
         self._refill()
