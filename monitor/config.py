@@ -108,6 +108,8 @@ class SlackSettings(_Section):
             raise ValueError("needs token (or token_file) + channel, or webhook_url")
         if has_bot and self.channel is None:
             raise ValueError("channel is required with token")
+        if self.token_file is not None and not self.token_file.is_file():
+            raise ValueError(f"token_file {self.token_file} does not exist or is not a file")
         return self
 
     def bot_token(self) -> str | None:
@@ -172,7 +174,7 @@ class Settings(_Section):
         return self.targets or (Target(),)
 
     def masked(self) -> dict[str, Any]:
-        """The effective config as plain data with every secret replaced by '***'."""
+        """The effective config as plain data, every secret shown as '**********'."""
         data: dict[str, Any] = json.loads(self.model_dump_json())
         return data
 

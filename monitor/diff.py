@@ -140,7 +140,9 @@ def diff(
             alerts.append(
                 Alert(key, branch.app_name, "failure", job, last_success_time=success_before)
             )
-        if job.status == FAILED and (failing is None or job.number > job_number(failing)):
+        # Only an alerted failure arms a recovery: "recovered" answers a message people saw.
+        armed = job.status == FAILED and FAILED in policy.on
+        if armed and (failing is None or job.number > job_number(failing)):
             failing = job.job_id
         elif recovers:
             failing = None

@@ -17,7 +17,16 @@ from monitor.amplify import AmplifyClient, AmplifyError, NotFound
 from monitor.config import Settings, Target
 from monitor.diff import AlertPolicy, diff
 from monitor.metrics import Metrics
-from monitor.model import Alert, App, Branch, BranchKey, BranchState, JobSummary, job_number
+from monitor.model import (
+    SUCCEED,
+    Alert,
+    App,
+    Branch,
+    BranchKey,
+    BranchState,
+    JobSummary,
+    job_number,
+)
 from monitor.store.base import Store
 
 _log = log.get(__name__)
@@ -209,8 +218,8 @@ class Poller:
     async def _enrich(self, alert: Alert) -> Alert:
         """Add the failed step and its reason (GetJob); an alert is never lost for want of it."""
         alert = replace(alert, region=self.settings.aws.region)
-        if alert.kind != "failure":
-            return alert
+        if alert.kind != "failure" or alert.status == SUCCEED:
+            return alert  # only a failed or cancelled job has a step worth naming
         try:
             detail = await self.client.get_job(alert.key, alert.job.job_id)
         except AmplifyError as exc:

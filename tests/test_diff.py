@@ -854,3 +854,15 @@ def test_property_diff_never_raises_on_any_listing(
     # Feeding the same listing again is quiet: nothing is alerted twice.
     again = diff(BRANCH, result.state, listing, policy)
     assert {a.dedup_key for a in again.alerts}.isdisjoint(keys)
+
+
+def test_failure_that_was_not_alerted_does_not_arm_recovery() -> None:
+    policy = AlertPolicy(on=frozenset({CANCELLED}))
+    state = seen(jobs(("1", SUCCEED)), policy)
+    failed = diff(BRANCH, state, jobs(("2", FAILED), ("1", SUCCEED)), policy)
+
+    later = diff(BRANCH, failed.state, jobs(("3", SUCCEED), ("2", FAILED)), policy)
+
+    assert failed.alerts == ()
+    assert failed.state.failing_job_id is None
+    assert later.alerts == ()
