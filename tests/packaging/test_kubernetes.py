@@ -63,11 +63,22 @@ def test_prometheusrule_groups_pass_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_embedded_config_toml_is_a_valid_config() -> None:
-    settings = config.parse(tomllib.loads(embedded_config_text()), "configmap.yaml", env={})
+def parse_config(text: str, tmp_path: Path) -> tuple[config.Settings, Path]:
+    """The settings, and the token_file path as written. The config loader insists that the
+    token file exists; in the pod the Secret is mounted there, here a stand-in is used."""
+    data = tomllib.loads(text)
+    token_file = Path(data["slack"]["token_file"])
+    stand_in = tmp_path / token_file.name
+    stand_in.write_text("xoxb-test\n", encoding="utf-8")
+    data["slack"]["token_file"] = str(stand_in)
+    return config.parse(data, "configmap.yaml", env={}), token_file
+
+
+def test_embedded_config_toml_is_a_valid_config(tmp_path: Path) -> None:
+    settings, token_file = parse_config(embedded_config_text(), tmp_path)
     assert settings.metrics.host == "0.0.0.0"
     assert settings.state.backend == "sqlite"
-    assert settings.slack is not None and settings.slack.token_file is not None
+    assert token_file.is_absolute()
 
 
 @pytest.fixture(scope="module")
@@ -114,23 +125,24 @@ def _container(objects: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def test_configmap_agrees_with_the_pod_and_the_service(objects: dict[str, Any]) -> None:
+def test_configmap_agrees_with_the_pod_and_the_service(
+    objects: dict[str, Any], tmp_path: Path
+) -> None:
     text = objects["ConfigMap"]["data"]["config.toml"]
     assert text == embedded_config_text()
-    settings = config.parse(tomllib.loads(text), "configmap.yaml", env={})
+    settings, token_file = parse_config(text, tmp_path)
     container = _container(objects)
     (port,) = container["ports"]
     assert port == {"name": "metrics", "containerPort": settings.metrics.port, "protocol": "TCP"}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert container["args"] == ["run", "--config", f"{mounts['config']['mountPath']}/config.toml"]
     assert Path(mounts["state"]["mountPath"]) == settings.state.path.parent
-    assert settings.slack is not None and settings.slack.token_file is not None
-    assert Path(mounts["slack-token"]["mountPath"]) == settings.slack.token_file.parent
+    assert Path(mounts["slack-token"]["mountPath"]) == token_file.parent
     assert "subPath" not in mounts["slack-token"], "a subPath mount never sees a rotated Secret"
     volumes = {v["name"]: v for v in objects["StatefulSet"]["spec"]["template"]["spec"]["volumes"]}
     secret = objects["Secret"]
     assert volumes["slack-token"]["secret"]["secretName"] == secret["metadata"]["name"]
-    assert set(secret["stringData"]) == {settings.slack.token_file.name}
+    assert set(secret["stringData"]) == {token_file.name}
     assert volumes["config"]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
 
 

@@ -94,15 +94,17 @@ def test_shipped_config_validates_and_points_into_the_units_directories(
     credential_name, _, source = one(unit, "Service", "LoadCredential").partition(":")
     assert source.startswith("/etc/amplify-monitor/")
     state_dir, creds_dir = tmp_path / "state", tmp_path / "creds"
+    # What systemd prepares before ExecStart: the directories and the copied credential.
+    state_dir.mkdir()
+    creds_dir.mkdir()
+    (creds_dir / credential_name).write_text("xoxb-from-credential\n", encoding="utf-8")
     env = {"STATE_DIRECTORY": str(state_dir), "CREDENTIALS_DIRECTORY": str(creds_dir)}
     settings = config.load(CONFIG, env=env)
     assert settings.slack is not None
     assert settings.slack.token_file == creds_dir / credential_name
+    assert settings.slack.bot_token() == "xoxb-from-credential"
     assert settings.state.backend == "sqlite"
     assert settings.state.path.parent == state_dir
-    creds_dir.mkdir()
-    (creds_dir / credential_name).write_text("xoxb-from-credential\n", encoding="utf-8")
-    assert settings.slack.bot_token() == "xoxb-from-credential"
 
 
 def test_shipped_config_without_systemds_variables_names_the_missing_one() -> None:
