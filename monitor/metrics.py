@@ -16,13 +16,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor import __version__
 from monitor.model import (
+    CANCELLED,
+    FAILED,
     KNOWN_STATUSES,
+    SUCCEED,
     BranchKey,
     BranchState,
     Transition,
     is_terminal,
 )
 
+TERMINAL = (SUCCEED, FAILED, CANCELLED)
 NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
 
 
@@ -114,6 +118,9 @@ class Metrics:
             "amplify_monitor_build_info", "Build information.", ["version"], registry=r
         )
         self.build_info.labels(version=__version__).set(1)
+        for status in ("FAILED", "CANCELLED", "SUCCEED"):
+            for outcome in ("sent", "failed"):
+                self.alerts.labels(status, outcome)
         # Label sets created per branch, so a vanished branch's series can all be removed.
         self._series: dict[BranchKey, set[tuple[str, tuple[str, ...]]]] = defaultdict(set)
 
@@ -125,6 +132,12 @@ class Metrics:
     def apply(self, state: BranchState, transitions: tuple[Transition, ...] = ()) -> None:
         """Bring a branch's series in line with its state and count its transitions."""
         key = state.key
+        if key not in self._series:
+            # Zero the outcome counters up front: increase() cannot see a series' first sample,
+            # so a branch's first failure would otherwise be invisible to rules and dashboards.
+            for status in TERMINAL:
+                self.finished.labels(key.app_id, key.branch, status)
+                self._track(key, "finished", (key.app_id, key.branch, status))
         for metric, labels in list(self._series.get(key, ())):
             # A renamed app leaves status series under its old name: drop them.
             if metric == "job_status" and labels[1] != state.app_name:

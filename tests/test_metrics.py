@@ -129,3 +129,12 @@ def test_exposition_passes_promtool_check_metrics() -> None:
     )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert result.stdout.decode().strip() == "", result.stdout.decode()
+
+
+def test_finished_counters_start_at_zero_so_the_first_failure_shows_in_increase() -> None:
+    metrics = Metrics()
+    metrics.apply(BranchState(KEY, "shop", latest=job("1", "SUCCEED")))
+    text = metrics.render().decode()
+    common = {"app_id": "d1", "branch": "main"}
+    for status in ("FAILED", "CANCELLED", "SUCCEED"):
+        assert sample(text, "amplify_jobs_finished_total", **common, status=status) == 0.0
