@@ -152,7 +152,12 @@ async def test_once_prints_every_branch_and_exits_1_when_a_latest_job_failed(
     assert result.returncode == 0, result.stderr
     assert "feature/login" in result.stdout and "SUCCEED" in result.stdout
 
-    job = sim.fleet.start_job("dshop", "main", outcome=FAILED, durations={"RUNNING": 0.1})
+    job = sim.fleet.start_job(
+        "dshop",
+        "main",
+        outcome=FAILED,
+        durations={"PENDING": 0.1, "PROVISIONING": 0.1, "RUNNING": 0.1},
+    )
     await anyio.sleep(1.0)
     result = await anyio.to_thread.run_sync(lambda: run_cli("once", "--config", str(config)))
     assert result.returncode == 1, result.stdout + result.stderr
