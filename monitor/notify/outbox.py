@@ -305,35 +305,44 @@ class Dispatcher:
         try:
             while True:
                 lane.wake = anyio.Event()
-                now = self._clock()
-                if lane.blocked_until > now:
-                    await self._sleep_until(lane, lane.blocked_until)
-                    continue
-                self._admit(lane, now)
-                work = self._next_work(lane, now)
-                if work is None:
-                    await lane.wake.wait()
-                    continue
-                if isinstance(work, float):
-                    await self._sleep_until(lane, work)
-                    continue
-                pacing = self._notifier.pacing
-                if pacing is not None:
-                    bucket = lane.bucket or full_bucket(pacing, now)
-                    ready = ready_at(bucket, now, pacing)
-                    if ready > now:
-                        await self._sleep_until(lane, ready)
-                        continue
-                    lane.bucket = consume(bucket, now, pacing)
-                kind, items = work
-                # Shielded: once a message is on its way, cancellation (shutdown) waits for
-                # the answer and its record; abandoning it there would resend it after restart.
-                with anyio.CancelScope(shield=True):
-                    result = await self._send(lane, kind, items)
-                    await self._record(lane, kind, items, result)
-                self._signal_progress()
+                try:
+                    await self._lane_step(lane)
+                except Exception:
+                    # A bug here must cost this channel a minute, not stop every channel and
+                    # the daemon with them; the alerts stay owned and queued.
+                    _log.exception("notify_lane_crashed", lane=lane.key)
+                    lane.blocked_until = self._clock() + 60.0
         finally:
             lane.running = False
+
+    async def _lane_step(self, lane: _Lane) -> None:
+        now = self._clock()
+        if lane.blocked_until > now:
+            await self._sleep_until(lane, lane.blocked_until)
+            return
+        self._admit(lane, now)
+        work = self._next_work(lane, now)
+        if work is None:
+            await lane.wake.wait()
+            return
+        if isinstance(work, float):
+            await self._sleep_until(lane, work)
+            return
+        pacing = self._notifier.pacing
+        if pacing is not None:
+            bucket = lane.bucket or full_bucket(pacing, now)
+            ready = ready_at(bucket, now, pacing)
+            if ready > now:
+                await self._sleep_until(lane, ready)
+                return
+            lane.bucket = consume(bucket, now, pacing)
+        kind, items = work
+        # Shielded: once a message is on its way, cancellation (shutdown) waits for the answer
+        # and its record; abandoning it there would send it again after a restart.
+        with anyio.CancelScope(shield=True):
+            result = await self._send(lane, kind, items)
+            await self._record(lane, kind, items, result)
+        self._signal_progress()
 
     async def _sleep_until(self, lane: _Lane, when: float) -> None:
         # Woken early by a nudge (poke) to look at the clock again: with a fake clock, time

@@ -166,6 +166,8 @@ class FakeSlack:
         self.token = token
         self.requests: list[Request] = []
         self._scripts: dict[Kind, deque[Reply]] = {"api": deque(), "webhook": deque()}
+        # While set, every call of either kind gets this answer (an outage), script or not.
+        self.outage: Reply | None = None
         # Channels that answer channel_not_found / not_in_channel, by name or id.
         self.missing_channels: set[str] = set()
         self.outside_channels: set[str] = set()
@@ -263,6 +265,8 @@ class FakeSlack:
         return form
 
     def _next_scripted(self, kind: Kind) -> Reply | None:
+        if self.outage is not None:
+            return self.outage
         script = self._scripts[kind]
         return script.popleft() if script else None
 
