@@ -193,6 +193,7 @@ class Dispatcher:
         `run()` was cancelled at shutdown).
         """
         self._flushing += 1
+        deadline = self._clock() + timeout
         try:
             with anyio.move_on_after(timeout):
                 # Counted before the feeder is woken or started: only a feed that begins
@@ -200,14 +201,14 @@ class Dispatcher:
                 target = self._feeds_started + 1
                 if self._tg is not None:
                     self.poke()
-                    await self._quiesce(target)
+                    await self._quiesce(target, deadline)
                 else:
                     async with anyio.create_task_group() as tg:
                         self._tg = tg
                         try:
                             self._resume_lanes()
                             tg.start_soon(self._feed_forever, name="outbox feeder")
-                            await self._quiesce(target)
+                            await self._quiesce(target, deadline)
                         finally:
                             self._tg = None
                             tg.cancel_scope.cancel()
@@ -521,17 +522,32 @@ class Dispatcher:
         self._progress.set()
         self._progress = anyio.Event()
 
-    async def _quiesce(self, target: int) -> None:
-        """Wait until `target` feeds are done, then for every lane to empty."""
+    async def _quiesce(self, target: int, deadline: float) -> None:
+        """Wait until `target` feeds are done, then until no lane can do more before
+        `deadline`: each is empty, or waits for a retry that comes later than that."""
         while True:
             progress = self._progress
             if (
                 self._feeds_done >= target
                 and not self._unrecorded
-                and not any(lane.busy for lane in self._lanes.values())
+                and all(
+                    not lane.busy or lane.blocked_until > deadline for lane in self._lanes.values()
+                )
             ):
                 return
-            await progress.wait()
+            # Also woken at the deadline of the lanes' waits, so a retry time that passes
+            # without any other progress is noticed.
+            now = self._clock()
+            wake = min(
+                (
+                    lane.blocked_until
+                    for lane in self._lanes.values()
+                    if lane.busy and lane.blocked_until > now
+                ),
+                default=deadline,
+            )
+            with anyio.move_on_after(max(0.01, wake - now)):
+                await progress.wait()
 
 
 def _merged_destination(items: Sequence[_Item]) -> Destination:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from monitor.config import AlertSettings, SlackRoute
-from monitor.model import FAILED, Alert
+from monitor.model import FAILED, SUCCEED, Alert
 from monitor.notify.base import Destination
 
 
@@ -69,9 +69,13 @@ class Router:
     def wants(self, alert: Alert, destination: Destination) -> bool:
         """Whether `destination` should hear about `alert` at all.
 
-        A recovery answers a FAILED alert, so it is wanted exactly where FAILED alerts are:
-        a channel that never heard of the failure has nothing to hear "recovered" about.
+        A recovery answers a FAILED alert, so it is wanted where FAILED alerts are: a channel
+        that never heard of the failure has nothing to hear "recovered" about. It is also the
+        recovering job's only alert (the diff raises one per job and status), so a channel
+        that asked for every SUCCEED gets it too.
         """
         if alert.kind == "recovery":
-            return self.recovery and FAILED in destination.statuses
+            return (self.recovery and FAILED in destination.statuses) or (
+                SUCCEED in destination.statuses
+            )
         return alert.status in destination.statuses

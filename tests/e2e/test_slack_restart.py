@@ -1,6 +1,7 @@
-"""`amplify-monitor run` killed with SIGKILL while an alert waits in its outbox, then restarted:
-the alert reaches Slack exactly once. The daemon is a real subprocess polling the simulator and
-posting through slack_sdk to the local Slack stand-in."""
+"""Slack end to end with the real daemon: `amplify-monitor run` killed with SIGKILL while an
+alert waits in its outbox, then restarted, delivers it exactly once; `amplify-monitor demo` with
+SLACK_WEBHOOK_URL set posts there. Real subprocesses, polling the simulator and posting through
+slack_sdk to the local Slack stand-in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from monitor.model import FAILED
 from monitor.simulator import Fleet, Simulator
-from tests.e2e.daemon import Daemon, free_port, write_config
+from tests.e2e.daemon import Daemon, free_port, run_cli, write_config
 from tests.notify.slack_server import TOKEN, FakeSlack, Reply
 
 FAST = {"PENDING": 0.2, "PROVISIONING": 0.2, "RUNNING": 0.5}
@@ -105,3 +106,26 @@ async def test_sigkill_between_write_and_send_then_restart_delivers_exactly_once
     finally:
         third.kill()
     assert len(slack.delivered) == 1
+
+
+async def test_demo_posts_to_the_webhook_when_slack_webhook_url_is_set(slack: FakeSlack) -> None:
+    # In a thread: the local Slack answers from this event loop while the demo runs.
+    result = await anyio.to_thread.run_sync(
+        lambda: run_cli(
+            "demo",
+            "--duration",
+            "10",
+            "--listen",
+            "127.0.0.1:0",
+            timeout=60,
+            SLACK_WEBHOOK_URL=slack.webhook_url,
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert "posted to SLACK_WEBHOOK_URL" in result.stdout + result.stderr
+    assert slack.delivered, result.stderr[-3000:]
+    assert all(m.kind == "webhook" and m.blocks for m in slack.delivered)
+    # The demo's scripted failure carries "<!channel>" in its commit message: inert on arrival.
+    payloads = " ".join(m.everything() for m in slack.delivered)
+    assert "npm ERR! Missing script: build" in payloads
+    assert "<!channel>" not in payloads and "&lt;!channel&gt;" in payloads

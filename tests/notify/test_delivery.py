@@ -571,6 +571,19 @@ async def test_drain_returns_how_many_are_left_when_slack_is_down(
     assert time.monotonic() - started < 1.5
 
 
+async def test_drain_does_not_wait_for_a_retry_later_than_its_timeout(
+    slack: FakeSlack, open_store: OpenStore, observer: RecordingObserver
+) -> None:
+    store = await open_store()
+    slack.missing_channels.add("#builds")
+    dispatcher = dispatcher_for(bot_settings(slack), store, observer, time.time)
+    await save(store, make_alert())
+    started = time.monotonic()
+    assert await dispatcher.drain(10.0) == 1  # the slow retry of a rejection is minutes away
+    assert time.monotonic() - started < 2.0
+    assert len(slack.requests) == 1
+
+
 async def test_drain_beside_a_running_dispatcher(
     slack: FakeSlack, open_store: OpenStore, observer: RecordingObserver
 ) -> None:

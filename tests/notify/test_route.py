@@ -78,3 +78,17 @@ def test_recovery_is_wanted_where_failures_are_and_only_if_enabled() -> None:
     assert router().wants(elsewhere, router().route(elsewhere))
     off = router(recovery=False)
     assert not off.wants(elsewhere, off.route(elsewhere))
+
+
+def test_a_channel_that_wants_every_success_hears_a_recovery_too() -> None:
+    settings = slack_settings(
+        {
+            "token": "xoxb-x",
+            "channel": "#builds",
+            "routes": [{"branches": ["release/*"], "channel": "#releases", "on": ["SUCCEED"]}],
+        }
+    )
+    assert settings.slack is not None
+    r = Router.build(settings.alerts, "#builds", settings.slack.routes)
+    recovery = make_recovery(branch="release/1")
+    assert r.wants(recovery, r.route(recovery))
