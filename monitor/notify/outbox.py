@@ -156,10 +156,6 @@ class Dispatcher:
         self._flushing = 0
         self._seq = 0
 
-    @property
-    def notifier(self) -> Notifier:
-        return self._notifier
-
     # --- the public surface -------------------------------------------------------------
 
     def poke(self) -> None:
