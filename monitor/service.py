@@ -30,6 +30,8 @@ from monitor.store.factory import StoreError, open_store
 
 _log = log.get(__name__)
 
+SHUTDOWN_DRAIN_SECONDS = 2.0
+
 
 @dataclass
 class Readiness:
@@ -100,21 +102,31 @@ class Service:
     ) -> None:
         """Run until cancelled. Reports `Running` once the metrics endpoint is up."""
         m = self.settings.metrics
-        async with (
-            self.edges() as (metrics, poller, dispatcher),
-            serve(metrics, m.host, m.port, lambda: self.readiness.check(self.wall())) as port,
-            anyio.create_task_group() as tg,
-        ):
-            _log.info(
-                "started",
-                version=__version__,
-                metrics=f"http://{m.host}:{port}/metrics",
-                region=self.settings.aws.region,
-                endpoint_url=self.settings.aws.endpoint_url,
-            )
-            await tg.start(dispatcher.run)
-            tg.start_soon(self._loop, poller, metrics)
-            task_status.started(Running(port, metrics, poller, self.readiness))
+        async with self.edges() as (metrics, poller, dispatcher):
+            try:
+                async with (
+                    serve(
+                        metrics, m.host, m.port, lambda: self.readiness.check(self.wall())
+                    ) as port,
+                    anyio.create_task_group() as tg,
+                ):
+                    _log.info(
+                        "started",
+                        version=__version__,
+                        metrics=f"http://{m.host}:{port}/metrics",
+                        region=self.settings.aws.region,
+                        endpoint_url=self.settings.aws.endpoint_url,
+                    )
+                    await tg.start(dispatcher.run)
+                    tg.start_soon(self._loop, poller, metrics)
+                    task_status.started(Running(port, metrics, poller, self.readiness))
+            finally:
+                # A held digest would otherwise wait for the next start; bounded so that a
+                # stop still completes within the promised 5 s even when Slack is down.
+                with anyio.move_on_after(SHUTDOWN_DRAIN_SECONDS, shield=True):
+                    left = await dispatcher.drain(timeout=SHUTDOWN_DRAIN_SECONDS)
+                    if left:
+                        _log.info("outbox_left_for_next_start", pending=left)
 
     async def _loop(self, poller: Poller, metrics: Metrics) -> None:
         schedule = Schedule()
