@@ -27,6 +27,33 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def daemon_config(path: Path, endpoint_url: str, metrics_port: int, extra: str = "") -> Path:
+    """A config for a fast-polling daemon against a simulator; `extra` adds TOML sections."""
+    return write_config(
+        path,
+        f"""
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint_url}"
+
+[poll]
+interval_seconds = 0.5
+active_interval_seconds = 0.2
+discovery_interval_seconds = 5
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[state]
+path = "{path.parent / "state.db"}"
+
+[log]
+format = "json"
+level = "info"
+{extra}""",
+    )
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

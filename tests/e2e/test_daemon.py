@@ -12,7 +12,7 @@ import pytest
 
 from monitor.model import CANCELLED, FAILED
 from monitor.simulator import Fleet, Simulator
-from tests.e2e.daemon import Daemon, free_port, run_cli, write_config
+from tests.e2e.daemon import Daemon, daemon_config, free_port, run_cli, write_config
 
 FAST = {"PENDING": 0.3, "PROVISIONING": 0.3, "RUNNING": 1.0}
 
@@ -34,37 +34,15 @@ def alert_lines(out: str, status: str, branch: str, job_id: str) -> list[str]:
     return [line for line in out.splitlines() if pattern.match(line)]
 
 
-def daemon_config(tmp_path: Path, sim: Simulator, port: int) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        f"""
-[aws]
-region = "us-east-1"
-endpoint_url = "{sim.url}"
-
-[poll]
-interval_seconds = 0.5
-active_interval_seconds = 0.2
-discovery_interval_seconds = 5
-
-[metrics]
-listen = "127.0.0.1:{port}"
-
-[state]
-path = "{tmp_path / "state.db"}"
-
-[log]
-format = "json"
-level = "info"
-""",
-    )
+def config_for(tmp_path: Path, sim: Simulator, port: int) -> Path:
+    return daemon_config(tmp_path / "config.toml", sim.url, port)
 
 
 async def test_run_detects_a_scripted_failure_alerts_once_and_exports_it(
     sim: Simulator, tmp_path: Path
 ) -> None:
     port = free_port()
-    daemon = Daemon(daemon_config(tmp_path, sim, port), tmp_path, port)
+    daemon = Daemon(config_for(tmp_path, sim, port), tmp_path, port)
     try:
         await daemon.wait_for(lambda: daemon.get("/readyz")[0] == 200)
         job = sim.fleet.start_job(
@@ -103,7 +81,7 @@ async def test_sigterm_stops_the_daemon_cleanly_within_five_seconds(
     sim: Simulator, tmp_path: Path
 ) -> None:
     port = free_port()
-    daemon = Daemon(daemon_config(tmp_path, sim, port), tmp_path, port)
+    daemon = Daemon(config_for(tmp_path, sim, port), tmp_path, port)
     try:
         await daemon.wait_for(lambda: daemon.get("/readyz")[0] == 200)
     except BaseException:
@@ -147,7 +125,7 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
 async def test_once_prints_every_branch_and_exits_1_when_a_latest_job_failed(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    config = daemon_config(tmp_path, sim, free_port())
+    config = config_for(tmp_path, sim, free_port())
     result = await anyio.to_thread.run_sync(lambda: run_cli("once", "--config", str(config)))
     assert result.returncode == 0, result.stderr
     assert "feature/login" in result.stdout and "SUCCEED" in result.stdout

@@ -13,7 +13,7 @@ import pytest
 
 from monitor.model import FAILED
 from monitor.simulator import Fleet, Simulator
-from tests.e2e.daemon import Daemon, free_port, run_cli, write_config
+from tests.e2e.daemon import Daemon, daemon_config, free_port, run_cli
 from tests.notify.slack_server import TOKEN, FakeSlack, Reply
 
 FAST = {"PENDING": 0.2, "PROVISIONING": 0.2, "RUNNING": 0.5}
@@ -36,34 +36,10 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 def config(tmp_path: Path, sim: Simulator, slack: FakeSlack, port: int) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        f"""
-[aws]
-region = "us-east-1"
-endpoint_url = "{sim.url}"
-
-[poll]
-interval_seconds = 0.5
-active_interval_seconds = 0.2
-discovery_interval_seconds = 5
-
-[slack]
-token = "{TOKEN}"
-channel = "#builds"
-base_url = "{slack.base_url}"
-
-[metrics]
-listen = "127.0.0.1:{port}"
-
-[state]
-path = "{tmp_path / "state.db"}"
-
-[log]
-format = "json"
-level = "info"
-""",
+    slack_section = (
+        f'[slack]\ntoken = "{TOKEN}"\nchannel = "#builds"\nbase_url = "{slack.base_url}"\n'
     )
+    return daemon_config(tmp_path / "config.toml", sim.url, port, slack_section)
 
 
 def start(tmp_path: Path, sim: Simulator, slack: FakeSlack, name: str) -> Daemon:

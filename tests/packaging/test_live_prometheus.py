@@ -20,7 +20,7 @@ import pytest
 
 from monitor.model import FAILED
 from monitor.simulator import Fleet, Simulator
-from tests.e2e.daemon import Daemon, free_port, write_config
+from tests.e2e.daemon import Daemon, daemon_config, free_port
 from tests.packaging import dashboard
 from tests.packaging.prometheus import Prometheus, rule_names, shorten_for
 from tests.packaging.tools import RULES, require
@@ -80,29 +80,7 @@ def firing(prom: Prometheus) -> set[tuple[str, str]]:
 
 
 def config(tmp_path: Path, sim: Simulator, port: int) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        f"""
-[aws]
-region = "us-east-1"
-endpoint_url = "{sim.url}"
-
-[poll]
-interval_seconds = 0.5
-active_interval_seconds = 0.2
-discovery_interval_seconds = 5
-
-[metrics]
-listen = "127.0.0.1:{port}"
-
-[state]
-path = "{tmp_path / "state.db"}"
-
-[log]
-format = "json"
-level = "info"
-""",
-    )
+    return daemon_config(tmp_path / "config.toml", sim.url, port)
 
 
 def rss_mib(pid: int) -> float | None:
