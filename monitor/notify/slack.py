@@ -8,6 +8,7 @@ or returns the token or the webhook URL.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -95,6 +96,7 @@ _TRANSIENT = frozenset(
         "service_unavailable",
         "request_timeout",
         "team_added_to_org",
+        "org_login_required",
         "rollup_error",
     }
 )
@@ -142,7 +144,7 @@ def classify(
     """Classify a refused call from its HTTP status and Slack's error code."""
     if status == 429 or error in ("ratelimited", "rate_limited"):
         return Retry("rate_limited", after=_retry_after(headers))
-    if status >= 500 or error in _TRANSIENT:
+    if status >= 500 or status == 408 or error in _TRANSIENT:
         return Retry(f"http_{status}" + (f" {error}" if error else ""))
     if error in _THREAD:
         return "thread"
@@ -154,7 +156,8 @@ def classify(
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
+    # Header names are case-insensitive, and not every mapping handed here knows that.
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
         return None
     try:
@@ -166,6 +169,31 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 def _connection_error(exc: BaseException) -> Retry:
     # The type only: some aiohttp errors quote the URL, and a webhook URL is a secret.
     return Retry(f"connection: {type(exc).__name__}")
+
+
+def _unreadable_answer(exc: BaseException) -> Retry:
+    # slack_sdk trips over answers that are not Slack's JSON (a proxy's 502 page labelled
+    # application/json, a 200 in text/plain): its own errors then carry a raw aiohttp response,
+    # or are not SlackApiError at all. Whether the message was posted is unknown, and a lost
+    # alert is worse than a doubled one: retry. The type only, for the same reason as above.
+    return Retry(f"unreadable answer: {type(exc).__name__}")
+
+
+def _api_error(exc: SlackApiError) -> tuple[int, str | None, Mapping[str, str]]:
+    """Status, Slack's error code and headers of a refused call, whatever shape slack_sdk gave
+    its `response` (an AsyncSlackResponse, or the bare aiohttp response of a non-JSON answer)."""
+    response: Any = exc.response
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(response, "status", None)
+    data = getattr(response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    headers = getattr(response, "headers", None) or {}
+    return (
+        status if isinstance(status, int) else 0,
+        error if isinstance(error, str) else None,
+        {str(k): str(v) for k, v in headers.items()},
+    )
 
 
 _CONNECTION_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -264,16 +292,15 @@ class SlackBotNotifier:
                 unfurl_media=False,
             )
         except SlackApiError as exc:
-            data: Any = exc.response.data
-            error = data.get("error") if isinstance(data, dict) else None
-            return classify(
-                exc.response.status_code,
-                error if isinstance(error, str) else None,
-                dict(exc.response.headers or {}),
-                f" (channel {channel})",
-            )
+            status, error, headers = _api_error(exc)
+            if status == 200 and error is None:
+                # "ok" missing from a 200 answer: not Slack's JSON, so not a verdict either.
+                return _unreadable_answer(exc)
+            return classify(status, error, headers, f" (channel {channel})")
         except _CONNECTION_ERRORS as exc:
             return _connection_error(exc)
+        except Exception as exc:
+            return _unreadable_answer(exc)
         finally:
             self._observer.slack_request(time.perf_counter() - started)
         ts = response.get("ts")
@@ -331,11 +358,26 @@ class SlackWebhookNotifier:
             )
         except _CONNECTION_ERRORS as exc:
             return _connection_error(exc)
+        except Exception as exc:
+            return _unreadable_answer(exc)
         finally:
             self._observer.slack_request(time.perf_counter() - started)
         if response.status_code == 200:
             return Delivered(receipt=None)
-        body = (response.body or "").strip()
-        # Webhooks answer with a bare error code as text; anything longer is not Slack's.
-        error = body if body and len(body) < 64 and body.replace("_", "").isalnum() else None
-        return classify(response.status_code, error, dict(response.headers or {}))
+        return classify(
+            response.status_code, _webhook_error(response.body), dict(response.headers or {})
+        )
+
+
+def _webhook_error(body: str | None) -> str | None:
+    """The error code in a webhook's answer: a bare code as text (``no_service``), or a JSON
+    object with an ``error`` field; anything else (an HTML page) is not Slack's."""
+    text = (body or "").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        error = data.get("error") if isinstance(data, dict) else None
+        text = error.strip() if isinstance(error, str) else ""
+    return text if text and len(text) < 64 and text.replace("_", "").isalnum() else None
