@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aioboto3
@@ -24,6 +24,10 @@ from monitor.observe import NullObserver, Observer
 from monitor.pacing import Pacer
 
 MAX_JOBS_PAGE = 50
+# An incremental ListJobs pages back to the last job seen; a server may serve fewer jobs per page
+# than asked (even one), so the bound is on jobs, with pages bounded only against a server loop.
+MAX_JOBS_LISTED = 500
+MAX_JOBS_PAGES = 100
 MAX_BRANCHES_PAGE = 50
 MAX_APPS_PAGE = 100
 
@@ -90,7 +94,10 @@ def _map_client_error(operation: str, exc: ClientError) -> AmplifyError:
 
 
 def _time(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
+    if not isinstance(value, datetime):
+        return None
+    # botocore leaves an ISO timestamp without an offset naive; the API's clock is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _job_summary(raw: dict[str, Any]) -> JobSummary:
@@ -268,15 +275,14 @@ class AmplifyClient:
             if not token:
                 return branches
 
-    async def list_jobs(
-        self, key: BranchKey, *, since: int | None = None, max_pages: int = 10
-    ) -> list[JobSummary]:
+    async def list_jobs(self, key: BranchKey, *, since: int | None = None) -> list[JobSummary]:
         """Jobs newest first. With `since`, page only until a job numbered <= since appears
         (the API lists newest first, so everything older is already known); without it, one page.
         """
         jobs: list[JobSummary] = []
         token: str | None = None
-        for _ in range(max_pages):
+        seen_tokens: set[str] = set()
+        for _ in range(MAX_JOBS_PAGES):
             params: dict[str, Any] = {
                 "appId": key.app_id,
                 "branchName": key.branch,
@@ -288,9 +294,10 @@ class AmplifyClient:
             batch = [_job_summary(raw) for raw in page.get("jobSummaries", [])]
             jobs.extend(batch)
             token = page.get("nextToken")
-            if not token or since is None or not batch:
+            if not token or since is None or not batch or token in seen_tokens:
                 break
-            if min(job.number for job in batch) <= since:
+            seen_tokens.add(token)
+            if min(job.number for job in batch) <= since or len(jobs) >= MAX_JOBS_LISTED:
                 break
         return jobs
 

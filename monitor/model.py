@@ -171,6 +171,12 @@ class BranchState:
     def has_unfinished(self) -> bool:
         return bool(self.unfinished)
 
+    @property
+    def in_flight(self) -> bool:
+        """A job has started and not finished. A CREATED job (a manual deployment nobody
+        started, maybe never) is still listed every interval, not every active interval."""
+        return any(status != CREATED for status in self.unfinished.values())
+
 
 @dataclass(frozen=True)
 class Transition:

@@ -49,13 +49,36 @@ def _branch_matches(targets: Iterable[Target], name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, glob) for t in targets for glob in t.branches)
 
 
+# The skip rule trusts ListBranches' change markers, which the API does not define precisely: a
+# server may keep `activeJobId` on the deployed job and never move `totalNumberOfJobs`, so a job
+# that fails would change neither. Branches the markers call unchanged are therefore still listed
+# now and then, round-robin within each app: each app poll lists `SWEEP_SHARE` more branches
+# (a fifth of the ListBranches cost of an idle fleet), but at least `SWEEP_FLOOR` a fleet interval
+# in a small fleet, where skipping saves little. The diff still alerts on a job found this way
+# (every job newer than the last one seen counts), and if the next ListBranches shows the same
+# markers (the job did not merely start after the last one answered), the trust ends for good.
+SWEEP_SHARE = 0.2
+SWEEP_FLOOR = 10.0
+
+
+def markers_unchanged(branch: Branch, state: BranchState) -> bool:
+    if branch.total_jobs is None and branch.active_job_id is None:
+        return False  # no change markers to trust
+    return (branch.total_jobs, branch.active_job_id) == (state.total_jobs, state.active_job_id)
+
+
 def needs_jobs(branch: Branch, state: BranchState | None) -> bool:
     """ListJobs only when ListBranches says something changed or a job is still unfinished."""
     if state is None or state.has_unfinished:
         return True
-    if branch.total_jobs is None and branch.active_job_id is None:
-        return True  # no change markers to trust
-    return (branch.total_jobs, branch.active_job_id) != (state.total_jobs, state.active_job_id)
+    return not markers_unchanged(branch, state)
+
+
+def _markers_listed(branch: Branch, state: BranchState) -> bool:
+    """False when ListBranches names a job the listing did not show yet (a lagging replica):
+    remembering those markers would skip the branch before its new job was ever seen."""
+    active = branch.active_job_id
+    return active is None or job_number(active) <= state.last_job_number
 
 
 class Poller:
@@ -78,6 +101,13 @@ class Poller:
         self.apps: dict[str, App] = {}
         self.branches: dict[BranchKey, Branch] = {}
         self._on_alerts = on_alerts
+        self.markers_trusted = True
+        # Per app: sweep credit (staggered so apps take turns) and the last branch swept.
+        self._sweep_credit: dict[str, float] = {}
+        self._sweep_last: dict[str, BranchKey] = {}
+        self._sweep_seq = 0
+        # Branches whose markers hid a new job, with the markers they showed then.
+        self._suspects: dict[BranchKey, tuple[int | None, str | None]] = {}
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -92,11 +122,16 @@ class Poller:
         removed = set(self.apps) - set(apps)
         for app_id in removed:
             await self.drop_app(app_id)
+        for app_id in sorted(added):
+            self._sweep_credit[app_id] = SWEEP_SHARE * (self._sweep_seq % round(1 / SWEEP_SHARE))
+            self._sweep_seq += 1
         self.apps = apps
         return added, removed
 
     async def drop_app(self, app_id: str) -> None:
         self.apps.pop(app_id, None)
+        self._sweep_credit.pop(app_id, None)
+        self._sweep_last.pop(app_id, None)
         for key in [k for k in self.branches if k.app_id == app_id]:
             await self.drop_branch(key)
         for key in [k for k in self.states if k.app_id == app_id]:
@@ -132,26 +167,66 @@ class Poller:
             k for k in self.states if k.app_id == app_id
         }
         for key in known - set(current):
+            self._suspects.pop(key, None)
             await self.drop_branch(key)
         self.branches.update(current)
         self.metrics.set_watched(len(self.branches))
+        for key, branch in current.items():
+            shown = self._suspects.pop(key, None)
+            if shown is not None and shown == (branch.total_jobs, branch.active_job_id):
+                self._distrust_markers(key)
 
         results: list[bool] = []
 
         async def one(branch: Branch) -> None:
             results.append(await self.poll_branch(branch))
 
+        wanted = [
+            b
+            for b in current.values()
+            if not self.markers_trusted or needs_jobs(b, self.states.get(b.key))
+        ]
+        wanted += self._sweep(app_id, [b for b in current.values() if b not in wanted])
         async with anyio.create_task_group() as tg:
-            for branch in current.values():
-                if needs_jobs(branch, self.states.get(branch.key)):
-                    tg.start_soon(one, branch)
+            for branch in wanted:
+                tg.start_soon(one, branch)
         return all(results)
+
+    def _distrust_markers(self, key: BranchKey) -> None:
+        if not self.markers_trusted:
+            return
+        self.markers_trusted = False
+        _log.warning(
+            "change_markers_unreliable",
+            app_id=key.app_id,
+            branch=key.branch,
+            detail="ListBranches markers stayed put over a new job: listing every branch",
+        )
+        self.metrics.anomaly("markers_missed_job")
+
+    def _sweep(self, app_id: str, skipped: list[Branch]) -> list[Branch]:
+        """The skipped branches to list anyway this time (see SWEEP_SHARE)."""
+        rate = max(SWEEP_SHARE, SWEEP_FLOOR / max(1, len(self.apps)))
+        credit = self._sweep_credit.get(app_id, 0.0) + rate
+        whole = int(credit + 1e-9)  # float dust: five fifths make one
+        self._sweep_credit[app_id] = max(0.0, credit - whole)
+        if not whole or not skipped:
+            return []
+        ordered = sorted(skipped, key=lambda b: b.key)
+        last = self._sweep_last.get(app_id)
+        if last is not None:
+            ordered = [b for b in ordered if b.key > last] + [b for b in ordered if b.key <= last]
+        chosen = ordered[:whole]
+        self._sweep_last[app_id] = chosen[-1].key
+        return chosen
 
     async def poll_branch(self, branch: Branch) -> bool:
         key = branch.key
         previous = self.states.get(key)
+        # Listed although the markers said "no news": a sweep, which tests the markers.
+        skippable = previous is not None and not needs_jobs(branch, previous)
         try:
-            jobs = await self._list_jobs(key, previous)
+            jobs, vanished = await self._list_jobs(key, previous)
         except NotFound:
             await self.drop_branch(key)
             return True
@@ -166,54 +241,55 @@ class Poller:
             return False
 
         result = diff(branch, previous, jobs, self.policy)
-        for anomaly in result.anomalies:
+        state = result.state
+        if vanished:
+            # Followed forever otherwise, at the active interval, with a GetJob each time.
             _log.warning(
-                "job_anomaly",
-                app_id=key.app_id,
-                branch=key.branch,
-                job_id=anomaly.job_id,
-                reason=anomaly.reason,
-                detail=anomaly.detail,
+                "job_vanished", app_id=key.app_id, branch=key.branch, job_ids=sorted(vanished)
             )
-            self.metrics.anomaly(anomaly.reason)
-        for t in result.transitions:
-            _log.info(
-                "job_transition",
-                app_id=key.app_id,
-                branch=key.branch,
-                job_id=t.job.job_id,
-                from_status=t.from_status,
-                to_status=t.to_status,
+            self.metrics.anomaly("job_vanished")
+            unfinished = {j: s for j, s in state.unfinished.items() if j not in vanished}
+            state = replace(state, unfinished=unfinished)
+        if not _markers_listed(branch, state):
+            state = replace(
+                state,
+                active_job_id=previous.active_job_id if previous else None,
+                total_jobs=previous.total_jobs if previous else None,
             )
-        if previous is None:
-            _log.info("branch_baselined", app_id=key.app_id, branch=key.branch)
+        if skippable and any(t.from_status is None for t in result.transitions):
+            # A new job the markers did not announce. It may have started just after
+            # ListBranches answered; if the markers still say the same next time, they lie.
+            self._suspects[key] = (branch.total_jobs, branch.active_job_id)
         alerts = [await self._enrich(a) for a in result.alerts]
         # Saved (with its alerts) before anyone is told: a crash now loses nothing, and a
         # replayed save cannot enqueue an alert twice.
-        await self.store.save(result.state, alerts)
-        self.states[key] = result.state
-        self.metrics.apply(result.state, result.transitions)
+        await self.store.save(state, alerts)
+        self.states[key] = state
+        self.metrics.apply(state, result.transitions)
         if alerts:
             self._on_alerts()
         return True
 
-    async def _list_jobs(self, key: BranchKey, previous: BranchState | None) -> list[JobSummary]:
+    async def _list_jobs(
+        self, key: BranchKey, previous: BranchState | None
+    ) -> tuple[list[JobSummary], set[str]]:
+        """The jobs to diff, and the followed jobs the API no longer knows (GetJob: 404)."""
         if previous is None:
-            return await self.client.list_jobs(key)
+            return await self.client.list_jobs(key), set()
         wanted = [job_number(j) for j in previous.unfinished]
         since = min([previous.last_job_number, *wanted])
         jobs = await self.client.list_jobs(key, since=since)
-        # An unfinished job older than everything listed (more new jobs than pages allowed):
-        # ask for it directly rather than lose track of it.
+        # An unfinished job missing from the listing (more new jobs than one listing holds, or
+        # a server that let it go): ask for it directly rather than lose track of it.
         listed = {j.job_id for j in jobs}
-        oldest = min((j.number for j in jobs), default=None)
+        vanished: set[str] = set()
         for job_id in previous.unfinished:
-            if job_id not in listed and (oldest is None or job_number(job_id) < oldest):
+            if job_id not in listed:
                 try:
                     jobs.append((await self.client.get_job(key, job_id)).summary)
                 except NotFound:
-                    continue
-        return jobs
+                    vanished.add(job_id)
+        return jobs, vanished
 
     async def _enrich(self, alert: Alert) -> Alert:
         """Add the failed step and its reason (GetJob); an alert is never lost for want of it."""

@@ -201,7 +201,7 @@ class Service:
         # Branches with a job in flight are followed at the active interval.
         for key in poller.branches:
             state = poller.states.get(key)
-            if state is not None and state.has_unfinished:
+            if state is not None and state.in_flight:
                 schedule.at_latest(PollBranch(key), now + poll.active_interval_seconds)
             else:
                 schedule.remove(PollBranch(key))

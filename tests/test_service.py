@@ -189,7 +189,9 @@ async def test_idle_fleet_of_1000_branches_costs_at_most_250_calls_per_interval(
             await service.run_pass(poller, schedule, [DISCOVER, *due], now=interval)
             calls = dict(sim.counts)
     print(f"API calls for one interval over 200 apps x 5 idle branches: {calls}")
-    assert calls.get("ListJobs", 0) == 0
+    # No branch changed: the only ListJobs are the safety net's, a fifth of the apps' worth
+    # (each app lists one of its branches every fifth interval, in case its markers lie).
+    assert calls.get("ListJobs", 0) == 40
     assert calls["ListBranches"] == 200
     assert sum(calls.values()) <= 250
 
