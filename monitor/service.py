@@ -210,23 +210,15 @@ class Service:
     async def once(self, out: TextIO) -> int:
         """One full pass over everything, the outbox drained, a table printed."""
         async with self.edges() as (_metrics, poller, dispatcher):
-            try:
-                await poller.discover()
-            except AmplifyError as exc:
-                print(f"amplify-monitor: {exc}", file=sys.stderr)
+            # The daemon's first pass, exactly: discovery, then every app it found.
+            await self.run_pass(poller, Schedule(), [DISCOVER], self.clock())
+            if not self.readiness.discovered:
+                print("amplify-monitor: could not list apps (see log)", file=sys.stderr)
                 return 1
-            results: list[bool] = []
-
-            async def app_task(app_id: str) -> None:
-                results.append(await poller.poll_app(app_id))
-
-            async with anyio.create_task_group() as tg:
-                for app_id in list(poller.apps):
-                    tg.start_soon(app_task, app_id)
             await dispatcher.drain(timeout=10.0)
             states = [poller.states[k] for k in sorted(poller.branches) if k in poller.states]
             print_table(states, self.wall(), out)
-            if not all(results):
+            if self.readiness.never_polled:
                 print("amplify-monitor: some apps could not be polled (see log)", file=sys.stderr)
                 return 1
             return 1 if any(s.latest and s.latest.status == FAILED for s in states) else 0
