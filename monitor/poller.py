@@ -132,10 +132,12 @@ class Poller:
         self.apps.pop(app_id, None)
         self._sweep_credit.pop(app_id, None)
         self._sweep_last.pop(app_id, None)
-        for key in [k for k in self.branches if k.app_id == app_id]:
+        for key in self._known(app_id):
             await self.drop_branch(key)
-        for key in [k for k in self.states if k.app_id == app_id]:
-            await self.drop_branch(key)
+
+    def _known(self, app_id: str) -> set[BranchKey]:
+        """An app's branches seen this run or remembered from a previous one."""
+        return {k for k in (*self.branches, *self.states) if k.app_id == app_id}
 
     async def drop_branch(self, key: BranchKey) -> None:
         _log.info("branch_dropped", app_id=key.app_id, branch=key.branch)
@@ -163,10 +165,7 @@ class Poller:
             return False
         targets = _app_targets(self.targets, app)
         current = {b.key: b for b in listed if _branch_matches(targets, b.key.branch)}
-        known = {k for k in self.branches if k.app_id == app_id} | {
-            k for k in self.states if k.app_id == app_id
-        }
-        for key in known - set(current):
+        for key in self._known(app_id) - set(current):
             self._suspects.pop(key, None)
             await self.drop_branch(key)
         self.branches.update(current)
