@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from monitor import __version__
 from monitor.config import AwsSettings
-from monitor.model import App, Branch, BranchKey, JobDetail, JobSummary, Step
+from monitor.model import App, Branch, BranchKey, JobDetail, JobSummary, Priority, Step
 from monitor.observe import NullObserver, Observer
 from monitor.pacing import Pacer
 
@@ -200,9 +200,12 @@ class AmplifyClient:
                 max_concurrency=max_concurrency,
             )
 
-    async def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
+    async def _call(
+        self, operation: str, method: str, priority: Priority = Priority.ENRICH, **params: Any
+    ) -> dict[str, Any]:
         async with self._limiter:
-            await self.pacer.acquire()
+            waited = await self.pacer.acquire(priority)
+            self._observer.budget_wait(priority, waited)
             started = self._clock()
             outcome = "ok"
             try:
@@ -224,14 +227,14 @@ class AmplifyClient:
             finally:
                 self._observer.api_request(operation, outcome, self._clock() - started)
 
-    async def list_apps(self) -> list[App]:
+    async def list_apps(self, priority: Priority = Priority.ENRICH) -> list[App]:
         apps: list[App] = []
         token: str | None = None
         while True:
             params: dict[str, Any] = {"maxResults": MAX_APPS_PAGE}
             if token:
                 params["nextToken"] = token
-            page = await self._call("ListApps", "list_apps", **params)
+            page = await self._call("ListApps", "list_apps", priority, **params)
             apps.extend(
                 App(
                     app_id=str(raw["appId"]),
@@ -253,14 +256,14 @@ class AmplifyClient:
             default_domain=str(raw.get("defaultDomain", "")),
         )
 
-    async def list_branches(self, app: App) -> list[Branch]:
+    async def list_branches(self, app: App, priority: Priority = Priority.ENRICH) -> list[Branch]:
         branches: list[Branch] = []
         token: str | None = None
         while True:
             params: dict[str, Any] = {"appId": app.app_id, "maxResults": MAX_BRANCHES_PAGE}
             if token:
                 params["nextToken"] = token
-            page = await self._call("ListBranches", "list_branches", **params)
+            page = await self._call("ListBranches", "list_branches", priority, **params)
             branches.extend(
                 Branch(
                     key=BranchKey(app.app_id, str(raw["branchName"])),
@@ -275,7 +278,9 @@ class AmplifyClient:
             if not token:
                 return branches
 
-    async def list_jobs(self, key: BranchKey, *, since: int | None = None) -> list[JobSummary]:
+    async def list_jobs(
+        self, key: BranchKey, *, since: int | None = None, priority: Priority = Priority.ENRICH
+    ) -> list[JobSummary]:
         """Jobs newest first. With `since`, page only until a job numbered <= since appears
         (the API lists newest first, so everything older is already known); without it, one page.
         """
@@ -290,7 +295,7 @@ class AmplifyClient:
             }
             if token:
                 params["nextToken"] = token
-            page = await self._call("ListJobs", "list_jobs", **params)
+            page = await self._call("ListJobs", "list_jobs", priority, **params)
             batch = [_job_summary(raw) for raw in page.get("jobSummaries", [])]
             jobs.extend(batch)
             token = page.get("nextToken")
@@ -301,9 +306,11 @@ class AmplifyClient:
                 break
         return jobs
 
-    async def get_job(self, key: BranchKey, job_id: str) -> JobDetail:
+    async def get_job(
+        self, key: BranchKey, job_id: str, priority: Priority = Priority.ENRICH
+    ) -> JobDetail:
         response = await self._call(
-            "GetJob", "get_job", appId=key.app_id, branchName=key.branch, jobId=job_id
+            "GetJob", "get_job", priority, appId=key.app_id, branchName=key.branch, jobId=job_id
         )
         job = response.get("job", {})
         return JobDetail(

@@ -1,12 +1,14 @@
 """The heart: previous branch state + the jobs just listed -> new state, transitions, alerts.
 
-Pure: no clock, no I/O, no logging. Oddities in the API's answer come back as `Anomaly` values
-for the caller to log and count.
+Owns every rule about what a branch's state becomes, including the ones about ListBranches'
+change markers (when ListJobs may be skipped, when markers are not remembered, when they hid a
+job). Pure: no clock, no I/O, no logging. Oddities in the API's answer come back as `Anomaly`
+values for the caller to log and count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, replace
 
 from monitor.model import (
@@ -18,6 +20,7 @@ from monitor.model import (
     BranchState,
     DiffResult,
     JobSummary,
+    Markers,
     Transition,
     is_terminal,
     is_unfinished,
@@ -40,6 +43,33 @@ def _is_backwards(old: str, new: str) -> bool:
     return old_rank is not None and new_rank is not None and new_rank < old_rank
 
 
+def markers_unchanged(branch: Branch, state: BranchState) -> bool:
+    if branch.total_jobs is None and branch.active_job_id is None:
+        return False  # no change markers to trust
+    return branch.markers == state.markers
+
+
+def needs_jobs(branch: Branch, state: BranchState | None) -> bool:
+    """ListJobs only when ListBranches says something changed or a job is still unfinished."""
+    if state is None or state.has_unfinished:
+        return True
+    return not markers_unchanged(branch, state)
+
+
+def markers_lied(shown: Markers, branch: Branch) -> bool:
+    """A job the markers did not announce was found while they showed `shown`. It may have
+    started just after ListBranches answered; if the next ListBranches still shows the same
+    markers, they hide jobs."""
+    return shown == branch.markers
+
+
+def _markers_listed(branch: Branch, state: BranchState) -> bool:
+    """False when ListBranches names a job the listing did not show yet (a lagging replica):
+    remembering those markers would skip the branch before its new job was ever seen."""
+    active = branch.active_job_id
+    return active is None or job_number(active) <= state.last_job_number
+
+
 def baseline(branch: Branch, jobs: Iterable[JobSummary]) -> BranchState:
     """First sighting: remember where the branch is, alert nothing about its history."""
     ordered = sorted(jobs, key=lambda j: j.number)
@@ -60,13 +90,43 @@ def diff(
     previous: BranchState | None,
     jobs: Iterable[JobSummary],
     policy: AlertPolicy = AlertPolicy(),
+    vanished: Set[str] = frozenset(),
 ) -> DiffResult:
     """Compare what was known of `branch` with `jobs` (any order, possibly only the newest page).
 
     Every job newer than the latest one known is considered, even if it started and finished
     between two polls; a followed (unfinished) job is considered when its status moved forward.
     A job leaves `unfinished` the moment it is terminal, so no job raises the same alert twice.
+    `vanished` names followed jobs the API no longer knows (GetJob answered 404): they stop being
+    followed, which would otherwise go on forever.
     """
+    result = _compare(branch, previous, jobs, policy)
+    state = result.state
+    anomalies = list(result.anomalies)
+    gone = sorted(j for j in vanished if j in state.unfinished)
+    if gone:
+        state = replace(
+            state, unfinished={j: s for j, s in state.unfinished.items() if j not in gone}
+        )
+        anomalies += [Anomaly(branch.key, j, "job_vanished") for j in gone]
+    if not _markers_listed(branch, state):
+        state = replace(
+            state,
+            active_job_id=previous.active_job_id if previous else None,
+            total_jobs=previous.total_jobs if previous else None,
+        )
+    # Listed although the markers said "no news" (a sweep): a new job means they hid it.
+    skippable = previous is not None and not needs_jobs(branch, previous)
+    unannounced = skippable and any(t.from_status is None for t in result.transitions)
+    return replace(result, state=state, anomalies=tuple(anomalies), unannounced=unannounced)
+
+
+def _compare(
+    branch: Branch,
+    previous: BranchState | None,
+    jobs: Iterable[JobSummary],
+    policy: AlertPolicy,
+) -> DiffResult:
     if previous is None:
         return DiffResult(state=baseline(branch, jobs))
 

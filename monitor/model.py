@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import IntEnum
 from typing import Literal
 
 # The statuses botocore's model knows today. Kept as strings, not an Enum, on purpose: the API
@@ -71,6 +72,23 @@ def job_number(job_id: str) -> int:
         return -1
 
 
+class Priority(IntEnum):
+    """How urgent a piece of polling work is; lower is sooner. The scheduler orders due tasks by
+    it and the pacer hands its tokens out by it, so a failure's GetJob never queues behind idle
+    ListBranches."""
+
+    ENRICH = 0  # the GetJob that adds the failed step to an alert
+    ACTIVE = 1  # ListJobs of a branch with a job in flight (its active interval)
+    CHANGED = 2  # ListJobs of a branch whose ListBranches markers moved (or never listed)
+    APP = 3  # ListBranches of an app (its interval)
+    SWEEP = 4  # ListJobs that tests markers which said "no news"
+    DISCOVERY = 5  # ListApps
+
+    @property
+    def label(self) -> str:
+        return "discovery" if self is Priority.DISCOVERY else self.name.lower()
+
+
 @dataclass(frozen=True, order=True)
 class BranchKey:
     app_id: str
@@ -87,6 +105,10 @@ class App:
     default_domain: str = ""
 
 
+# ListBranches' change markers of a branch: (totalNumberOfJobs, activeJobId).
+Markers = tuple[int | None, str | None]
+
+
 @dataclass(frozen=True)
 class Branch:
     """A branch as ListBranches reports it, with the two fields that say whether it changed."""
@@ -96,6 +118,10 @@ class Branch:
     active_job_id: str | None = None
     total_jobs: int | None = None
     display_name: str = ""
+
+    @property
+    def markers(self) -> Markers:
+        return (self.total_jobs, self.active_job_id)
 
 
 @dataclass(frozen=True)
@@ -162,6 +188,10 @@ class BranchState:
     failing_job_id: str | None = None
     active_job_id: str | None = None
     total_jobs: int | None = None
+
+    @property
+    def markers(self) -> Markers:
+        return (self.total_jobs, self.active_job_id)
 
     @property
     def last_job_number(self) -> int:
@@ -239,6 +269,8 @@ class DiffResult:
     transitions: tuple[Transition, ...] = ()
     alerts: tuple[Alert, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
+    # A new job turned up on a branch whose ListBranches markers said "no news".
+    unannounced: bool = False
 
 
 @dataclass(frozen=True)

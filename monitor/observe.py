@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from monitor.model import Priority
+
 
 class Observer(Protocol):
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
         """One Amplify API call: operation e.g. 'ListJobs'; outcome ok|throttled|not_found|
         unauthorized|bad_request|error."""
+
+    def budget_wait(self, priority: Priority, seconds: float) -> None:
+        """How long one Amplify call waited for the API budget (the pacer), by priority."""
 
     def alert(self, status: str, outcome: str) -> None:
         """One alert's fate: outcome sent|failed|retried|suppressed|digested."""
@@ -26,6 +31,9 @@ class Observer(Protocol):
 
 class NullObserver:
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def budget_wait(self, priority: Priority, seconds: float) -> None:
         pass
 
     def alert(self, status: str, outcome: str) -> None:

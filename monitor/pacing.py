@@ -1,15 +1,31 @@
-"""Client-side pacing of Amplify API calls: a token bucket whose rate adapts to throttling.
+"""Client-side pacing of Amplify API calls: a token bucket whose rate adapts to throttling, and
+which hands its tokens to the most urgent waiter first.
 
 botocore's retries handle one throttled call; this keeps the whole fleet's call rate under the
-account's limit, halving on a throttle and creeping back up while calls succeed (AIMD).
+account's limit, halving on a throttle and creeping back up while calls succeed (AIMD). When the
+bucket is empty, waiters are served by priority (lower first), then in arrival order, so the
+GetJob of a failure never queues behind a thousand idle ListBranches.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
+
+# Float dust (0.9999999 tokens) must not ask for sleeps too short to move a clock forward.
+_EPSILON = 1e-9
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    seq: int
+    wake: anyio.Event = field(default_factory=anyio.Event, compare=False)
 
 
 class Pacer:
@@ -30,23 +46,57 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
-        self._lock = anyio.Lock()
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a token right now (a saturated budget has many)."""
+        return len(self._waiters)
 
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
 
-    async def acquire(self) -> None:
-        """Wait for a token. The lock makes waiters queue fairly instead of racing on refill."""
-        async with self._lock:
-            self._refill()
-            # The epsilon stops float dust (0.9999999 tokens) from asking for sleeps too short to
-            # move a clock forward.
-            while self._tokens < 1.0 - 1e-9:
-                await self._sleep((1.0 - self._tokens) / self.rate)
-                self._refill()
-            self._tokens = max(0.0, self._tokens - 1.0)
+    def _take(self) -> bool:
+        self._refill()
+        if self._tokens < 1.0 - _EPSILON:
+            return False
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return True
+
+    async def acquire(self, priority: int = 0) -> float:
+        """Wait for a token; returns the seconds waited. Only the most urgent waiter (the head
+        of the heap) sleeps towards the next token; the others wait to become the head."""
+        if not self._waiters and self._take():
+            return 0.0
+        started = self._clock()
+        me = _Waiter(priority, next(self._seq))
+        heapq.heappush(self._waiters, me)
+        try:
+            while True:
+                if self._waiters[0] is not me:
+                    me.wake = anyio.Event()
+                    await me.wake.wait()
+                    continue
+                if self._take():
+                    heapq.heappop(self._waiters)
+                    self._wake_head()
+                    return self._clock() - started
+                # A more urgent waiter arriving meanwhile becomes the head and sleeps for
+                # itself; this one finds it is no longer the head when it wakes.
+                await self._sleep(max(_EPSILON, (1.0 - self._tokens) / self.rate))
+        except BaseException:
+            if me in self._waiters:
+                self._waiters.remove(me)
+                heapq.heapify(self._waiters)
+                self._wake_head()
+            raise
+
+    def _wake_head(self) -> None:
+        if self._waiters:
+            self._waiters[0].wake.set()
 
     def throttled(self) -> None:
         self._refill()

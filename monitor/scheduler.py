@@ -1,14 +1,33 @@
-"""Due times for the work the daemon repeats: discovery, each app, each busy branch.
+"""All timing policy: what is due when, how urgent it is, and a pool of workers that runs it.
 
-One entry per task (asking again only moves its due time, like a set-keyed queue), so a slow
-cycle can never pile up duplicate polls. Pure bookkeeping: the caller owns the clock.
+Continuous, not in passes: each of `poll.max_concurrency` workers takes the most urgent due task
+whenever it is free, so a slow or hung call holds one worker, never the fleet. Apps are spread
+over the interval by a stable phase from their id; branches with a job in flight are followed at
+the active interval; when the API budget cannot keep up, the lowest priorities stretch first.
+Also owns readiness and the progress of the first full poll.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from monitor.model import BranchKey
+import anyio
+import anyio.abc
+
+from monitor import log
+from monitor.config import PollSettings
+from monitor.model import BranchKey, Priority
+from monitor.taskqueue import Entry, TaskQueue
+from monitor.watch import Watched
+
+_log = log.get(__name__)
+
+PROGRESS_EVERY = 10.0
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -30,32 +49,285 @@ Task = Discover | PollApp | PollBranch
 DISCOVER = Discover()
 
 
-class Schedule:
-    def __init__(self) -> None:
-        self._due: dict[Task, float] = {}
+@dataclass(frozen=True)
+class Discovery:
+    ok: bool
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
 
-    def __contains__(self, task: Task) -> bool:
-        return task in self._due
 
-    def __len__(self) -> int:
-        return len(self._due)
+@dataclass(frozen=True)
+class AppPoll:
+    """What one ListBranches found: branches to list now, to sweep, and those that left."""
 
-    def at(self, task: Task, when: float) -> None:
-        """Schedule `task` at `when`, replacing any earlier plan for it."""
-        self._due[task] = when
+    ok: bool
+    changed: tuple[BranchKey, ...] = ()
+    swept: tuple[BranchKey, ...] = ()
+    dropped: tuple[BranchKey, ...] = ()
 
-    def at_latest(self, task: Task, when: float) -> None:
-        """Schedule `task` at `when` unless it is already due sooner."""
-        self._due[task] = min(when, self._due.get(task, when))
 
-    def remove(self, task: Task) -> None:
-        self._due.pop(task, None)
+@dataclass(frozen=True)
+class BranchPoll:
+    ok: bool
+    in_flight: bool = False
 
-    def pop_due(self, now: float) -> list[Task]:
-        due = [task for task, when in self._due.items() if when <= now]
-        for task in due:
-            del self._due[task]
-        return due
 
-    def next_due(self) -> float | None:
-        return min(self._due.values(), default=None)
+class Work(Protocol):
+    """The polling units the scheduler runs (monitor.poller.Poller)."""
+
+    watched: Watched
+    calls_per_app: float  # ListBranches plus the sweep's share, per app and interval
+
+    async def discover(self) -> Discovery: ...
+
+    async def poll_app(self, app_id: str) -> AppPoll: ...
+
+    async def poll_branch(self, key: BranchKey, priority: Priority) -> BranchPoll: ...
+
+
+class ScheduleObserver(Protocol):
+    def schedule_lag(self, priority: str, seconds: float) -> None: ...
+
+    def poll_done(self, seconds: float, succeeded: bool, now: float) -> None: ...
+
+
+@dataclass
+class Readiness:
+    """Ready once every app of the first discovery was polled, and while polls keep succeeding."""
+
+    stale_after: float
+    discovered: bool = False
+    never_polled: set[str] = field(default_factory=set)
+    last_success: float | None = None
+
+    def check(self, now: float) -> tuple[bool, str]:
+        if not self.discovered:
+            return False, "discovery has not succeeded yet"
+        if self.never_polled:
+            return False, f"{len(self.never_polled)} apps not polled yet"
+        if self.last_success is None or now - self.last_success > self.stale_after:
+            return False, "no successful poll recently"
+        return True, "ready"
+
+
+def phase(app_id: str, interval: float) -> float:
+    """Where in each interval an app is polled: stable, and even over a fleet."""
+    return zlib.crc32(app_id.encode()) / 2**32 * interval
+
+
+def next_slot(app_id: str, interval: float, after: float) -> float:
+    """The app's first slot after `after`. A poll that ran late skips the slots it missed
+    instead of catching up in a burst: that is how idle apps stretch under a tight budget."""
+    offset = phase(app_id, interval)
+    return offset + ((after - offset) // interval + 1) * interval
+
+
+class Scheduler:
+    def __init__(
+        self,
+        work: Work,
+        poll: PollSettings,
+        observer: ScheduleObserver,
+        *,
+        budget: Callable[[], float] = lambda: float("inf"),
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.work = work
+        self.poll = poll
+        self.observer = observer
+        self.budget = budget
+        self.clock = clock
+        self.wall = wall
+        self.queue: TaskQueue[Task] = TaskQueue()
+        self.queue.at(DISCOVER, clock(), Priority.DISCOVERY)
+        self.readiness = Readiness(stale_after=3 * poll.interval_seconds)
+        self.followed: set[BranchKey] = set()  # branches with a job in flight
+        self._first_discovery = True
+        self._behind = False
+        self._wake = anyio.Event()
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled: the worker pool plus the progress reporter."""
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.poll.max_concurrency):
+                tg.start_soon(self._worker)
+            tg.start_soon(self._report_progress)
+            task_status.started()
+
+    async def _worker(self) -> None:
+        while True:
+            now = self.clock()
+            taken = self.queue.take(now)
+            if taken is None:
+                await self._sleep_until(self.queue.next_due())
+                continue
+            await self._run(*taken, start=now)
+
+    async def _sleep_until(self, due: float | None) -> None:
+        timeout = 1.0 if due is None else due - self.clock()
+        if timeout > 0:
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+
+    def _notify(self) -> None:
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    async def run_due(self) -> bool:
+        """Run what is due now, and what that makes due now, until nothing is left; the clock
+        is read once. One full first poll for `once`; one step of a fake clock for tests.
+        True if any unit succeeded."""
+        now = self.clock()
+        results: list[bool] = []
+
+        async def worker() -> None:
+            while True:
+                taken = self.queue.take(now)
+                if taken is not None:
+                    results.append(await self._run(*taken, start=now))
+                elif self.queue.running:
+                    await self._wake.wait()  # a running task may plan more for now
+                else:
+                    self._notify()  # let the other idle workers see there is no more
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.poll.max_concurrency):
+                tg.start_soon(worker)
+        return any(results)
+
+    async def _run(self, task: Task, entry: Entry, *, start: float) -> bool:
+        lag = max(0.0, start - entry.due)
+        self.observer.schedule_lag(entry.priority.label, lag)
+        try:
+            if isinstance(task, Discover):
+                ok = self._discovered(await _guarded(self.work.discover(), Discovery(False)), start)
+            elif isinstance(task, PollApp):
+                self._check_pace(lag)
+                result = await _guarded(self.work.poll_app(task.app_id), AppPoll(False))
+                ok = self._app_polled(task.app_id, result, start)
+            else:
+                polled = await _guarded(
+                    self.work.poll_branch(task.key, entry.priority), BranchPoll(False)
+                )
+                ok = self._branch_polled(task.key, polled, start)
+        finally:
+            self.queue.done(task)
+            self._notify()
+        self.observer.poll_done(self.clock() - start, ok, self.wall())
+        if ok:
+            self.readiness.last_success = self.wall()
+        return ok
+
+    # --- the rules: what each result plans next ---------------------------------------------
+
+    def _discovered(self, result: Discovery, start: float) -> bool:
+        poll = self.poll
+        if not result.ok:
+            retry = min(poll.interval_seconds, poll.discovery_interval_seconds)
+            self.queue.at(DISCOVER, start + retry, Priority.DISCOVERY)
+            return False
+        self.queue.at(DISCOVER, start + poll.discovery_interval_seconds, Priority.DISCOVERY)
+        self.readiness.discovered = True
+        for app_id in result.removed:
+            self.queue.remove(PollApp(app_id))
+            self.readiness.never_polled.discard(app_id)
+        for app_id in result.added:
+            # The first discovery is polled as fast as the budget allows (readiness waits for
+            # it); an app created later joins at its phase, so it adds no burst.
+            when = start if self._first_discovery else self._slot(app_id, start)
+            self.queue.at(PollApp(app_id), when, Priority.APP)
+            if self._first_discovery:
+                self.readiness.never_polled.add(app_id)
+        self._first_discovery = False
+        return True
+
+    def _app_polled(self, app_id: str, result: AppPoll, start: float) -> bool:
+        if app_id in self.work.watched.apps:
+            self.queue.at(PollApp(app_id), self._slot(app_id, start), Priority.APP)
+        else:
+            self.readiness.never_polled.discard(app_id)
+        for key in result.dropped:
+            self.queue.remove(PollBranch(key))
+            self.followed.discard(key)
+        for key in result.changed:
+            if key not in self.followed:  # else its active poll will see the news soon
+                self.queue.at_latest(PollBranch(key), start, Priority.CHANGED)
+        for key in result.swept:
+            self.queue.at_latest(PollBranch(key), start, Priority.SWEEP)
+        self._settle_readiness(app_id)
+        return result.ok
+
+    def _branch_polled(self, key: BranchKey, result: BranchPoll, start: float) -> bool:
+        if result.in_flight and key in self.work.watched.branches:
+            self.followed.add(key)
+            when = start + self.poll.active_interval_seconds
+            self.queue.at_latest(PollBranch(key), when, Priority.ACTIVE)
+        else:
+            self.followed.discard(key)
+        self._settle_readiness(key.app_id)
+        return result.ok
+
+    def _settle_readiness(self, app_id: str) -> None:
+        if app_id in self.readiness.never_polled and self.work.watched.baselined(app_id):
+            self.readiness.never_polled.discard(app_id)
+
+    def _slot(self, app_id: str, after: float) -> float:
+        return next_slot(app_id, self.poll.interval_seconds, after)
+
+    def needed_rate(self) -> float:
+        """Calls per second the configured intervals need, about: each app's ListBranches (and
+        sweep share) every interval, each followed branch's ListJobs every active interval."""
+        apps = len(self.work.watched.apps) * self.work.calls_per_app / self.poll.interval_seconds
+        return apps + len(self.followed) / self.poll.active_interval_seconds
+
+    def _check_pace(self, lag: float) -> None:
+        """An app poll starting a whole interval late means the interval is not kept: say so
+        once (and once when it is kept again), with the call rate it would take."""
+        behind = lag > self.poll.interval_seconds
+        if behind and not self._behind:
+            _log.warning(
+                "interval_not_kept",
+                interval_seconds=self.poll.interval_seconds,
+                lag_seconds=round(lag, 1),
+                needed_calls_per_second=round(self.needed_rate(), 1),
+                budget_calls_per_second=round(self.budget(), 1),
+                detail="idle apps are polled less often; raise poll.max_requests_per_second "
+                "(within the account's limit) or poll.interval_seconds",
+            )
+        elif self._behind and lag < self.poll.interval_seconds / 2:
+            _log.info("interval_kept", interval_seconds=self.poll.interval_seconds)
+        else:
+            return
+        self._behind = behind
+
+    # --- progress ---------------------------------------------------------------------------
+
+    async def _report_progress(self) -> None:
+        """Until ready, a line every 10 s: a first poll over a large fleet takes minutes."""
+        while not self.readiness.check(self.wall())[0]:
+            await anyio.sleep(PROGRESS_EVERY)
+            p = self.work.watched.progress()
+            _log.info(
+                "baseline_progress",
+                branches_baselined=p.branches_baselined,
+                branches=p.branches,
+                apps_listed=p.apps_listed,
+                apps=p.apps,
+            )
+        p = self.work.watched.progress()
+        _log.info("ready", branches=p.branches, apps=p.apps)
+
+
+async def _guarded(work: Awaitable[R], failed: R) -> R:
+    """A bug or a store fault in one unit is logged and tried again later, never fatal."""
+    try:
+        return await work
+    except Exception:
+        _log.exception("poll_unit_crashed")
+        return failed

@@ -1,7 +1,7 @@
-"""Wiring and lifecycle: builds the edges from Settings, owns the task group, runs the loop.
+"""Wiring and lifecycle: builds the edges from Settings, owns the task group, supervises.
 
-Also owns readiness (first full poll done, a poll succeeded within 3 intervals), signal
-handling for a clean stop, and the `once` command's single pass and table.
+Timing lives in the scheduler; this module starts it beside the dispatcher and the metrics
+endpoint, handles signals for a clean stop, and runs the `once` command's first poll and table.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
 import anyio
@@ -25,31 +25,27 @@ from monitor.model import FAILED, BranchState
 from monitor.notify.factory import build_dispatcher
 from monitor.notify.outbox import Dispatcher
 from monitor.poller import Poller
-from monitor.scheduler import DISCOVER, PollApp, PollBranch, Schedule, Task
+from monitor.scheduler import Readiness, Scheduler
 from monitor.store.factory import StoreError, open_store
 
 _log = log.get(__name__)
 
 SHUTDOWN_DRAIN_SECONDS = 2.0
+PROGRESS_LINE_EVERY = 0.5
 
 
 @dataclass
-class Readiness:
-    """Ready once every discovered app was polled, and while polls keep succeeding."""
+class Edges:
+    """Everything a running daemon is made of, wired; what tests and the demo reach into."""
 
-    stale_after: float
-    discovered: bool = False
-    never_polled: set[str] = field(default_factory=set)
-    last_success: float | None = None
+    metrics: Metrics
+    poller: Poller
+    scheduler: Scheduler
+    dispatcher: Dispatcher
 
-    def check(self, now: float) -> tuple[bool, str]:
-        if not self.discovered:
-            return False, "discovery has not succeeded yet"
-        if self.never_polled:
-            return False, f"{len(self.never_polled)} apps not polled yet"
-        if self.last_success is None or now - self.last_success > self.stale_after:
-            return False, "no successful poll recently"
-        return True, "ready"
+    @property
+    def readiness(self) -> Readiness:
+        return self.scheduler.readiness
 
 
 @dataclass
@@ -73,10 +69,9 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.wall = wall
-        self.readiness = Readiness(stale_after=3 * settings.poll.interval_seconds)
 
     @asynccontextmanager
-    async def edges(self) -> AsyncIterator[tuple[Metrics, Poller, Dispatcher]]:
+    async def edges(self) -> AsyncIterator[Edges]:
         settings = self.settings
         metrics = Metrics()
         store = await open_store(settings.state)
@@ -92,7 +87,15 @@ class Service:
             ) as client:
                 dispatcher = build_dispatcher(settings, store, metrics)
                 poller = Poller(client, store, metrics, settings, states, dispatcher.poke)
-                yield metrics, poller, dispatcher
+                scheduler = Scheduler(
+                    poller,
+                    settings.poll,
+                    metrics,
+                    budget=lambda: client.pacer.rate,
+                    clock=self.clock,
+                    wall=self.wall,
+                )
+                yield Edges(metrics, poller, scheduler, dispatcher)
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
@@ -102,11 +105,12 @@ class Service:
     ) -> None:
         """Run until cancelled. Reports `Running` once the metrics endpoint is up."""
         m = self.settings.metrics
-        async with self.edges() as (metrics, poller, dispatcher):
+        async with self.edges() as edges:
+            readiness = edges.readiness
             try:
                 async with (
                     serve(
-                        metrics, m.host, m.port, lambda: self.readiness.check(self.wall())
+                        edges.metrics, m.host, m.port, lambda: readiness.check(self.wall())
                     ) as port,
                     anyio.create_task_group() as tg,
                 ):
@@ -117,120 +121,53 @@ class Service:
                         region=self.settings.aws.region,
                         endpoint_url=self.settings.aws.endpoint_url,
                     )
-                    await tg.start(dispatcher.run)
-                    tg.start_soon(self._loop, poller, metrics)
-                    task_status.started(Running(port, metrics, poller, self.readiness))
+                    await tg.start(edges.dispatcher.run)
+                    await tg.start(edges.scheduler.run)
+                    task_status.started(Running(port, edges.metrics, edges.poller, readiness))
             finally:
                 # A held digest would otherwise wait for the next start; bounded so that a
                 # stop still completes within the promised 5 s even when Slack is down.
                 with anyio.move_on_after(SHUTDOWN_DRAIN_SECONDS, shield=True):
-                    left = await dispatcher.drain(timeout=SHUTDOWN_DRAIN_SECONDS)
+                    left = await edges.dispatcher.drain(timeout=SHUTDOWN_DRAIN_SECONDS)
                     if left:
                         _log.info("outbox_left_for_next_start", pending=left)
 
-    async def _loop(self, poller: Poller, metrics: Metrics) -> None:
-        schedule = Schedule()
-        schedule.at(DISCOVER, self.clock())
-        while True:
-            now = self.clock()
-            due = schedule.pop_due(now)
-            if not due:
-                next_due = schedule.next_due()
-                await anyio.sleep(1.0 if next_due is None else max(0.01, next_due - now))
-                continue
-            ok = await self.run_pass(poller, schedule, due, now)
-            metrics.poll_done(self.clock() - now, ok, self.wall())
-            if ok:
-                self.readiness.last_success = self.wall()
-
-    async def run_pass(
-        self, poller: Poller, schedule: Schedule, due: list[Task], now: float
-    ) -> bool:
-        """Run the due tasks concurrently, reschedule them; True if any unit succeeded."""
-        poll = self.settings.poll
-        results: list[bool] = []
-        if DISCOVER in due:
-            try:
-                added, removed = await poller.discover()
-            except AmplifyError as exc:
-                _log.warning("discovery_failed", operation=exc.operation, error=exc.detail)
-                schedule.at(
-                    DISCOVER, now + min(poll.interval_seconds, poll.discovery_interval_seconds)
-                )
-                results.append(False)
-            else:
-                self.readiness.discovered = True
-                self.readiness.never_polled |= added
-                self.readiness.never_polled -= removed
-                schedule.at(DISCOVER, now + poll.discovery_interval_seconds)
-                for app_id in removed:
-                    schedule.remove(PollApp(app_id))
-                for app_id in added:
-                    schedule.remove(PollApp(app_id))
-                    due.append(PollApp(app_id))
-                results.append(True)
-
-        apps = {t.app_id for t in due if isinstance(t, PollApp)}
-
-        async def app_task(app_id: str) -> None:
-            ok = await _guarded(poller.poll_app(app_id), app_id=app_id)
-            results.append(ok)
-            if ok:
-                self.readiness.never_polled.discard(app_id)
-            if app_id in poller.apps:
-                schedule.at(PollApp(app_id), now + poll.interval_seconds)
-            else:
-                self.readiness.never_polled.discard(app_id)
-
-        async def branch_task(task: PollBranch) -> None:
-            branch = poller.branches.get(task.key)
-            if branch is not None:
-                results.append(
-                    await _guarded(
-                        poller.poll_branch(branch), app_id=task.key.app_id, branch=task.key.branch
-                    )
-                )
-
-        async with anyio.create_task_group() as tg:
-            for app_id in apps:
-                tg.start_soon(app_task, app_id)
-            for task in due:
-                if isinstance(task, PollBranch) and task.key.app_id not in apps:
-                    tg.start_soon(branch_task, task)
-
-        # Branches with a job in flight are followed at the active interval.
-        for key in poller.branches:
-            state = poller.states.get(key)
-            if state is not None and state.in_flight:
-                schedule.at_latest(PollBranch(key), now + poll.active_interval_seconds)
-            else:
-                schedule.remove(PollBranch(key))
-        return any(results)
-
-    async def once(self, out: TextIO) -> int:
-        """One full pass over everything, the outbox drained, a table printed."""
-        async with self.edges() as (_metrics, poller, dispatcher):
-            # The daemon's first pass, exactly: discovery, then every app it found.
-            await self.run_pass(poller, Schedule(), [DISCOVER], self.clock())
-            if not self.readiness.discovered:
+    async def once(self, out: TextIO, progress: TextIO | None = None) -> int:
+        """One full poll of everything, the outbox drained, a table printed. With `progress`
+        (a terminal), a line there shows how far the first poll is."""
+        async with self.edges() as edges:
+            async with anyio.create_task_group() as tg:
+                if progress is not None:
+                    tg.start_soon(_show_progress, edges.poller, progress)
+                await edges.scheduler.run_due()
+                tg.cancel_scope.cancel()
+            if progress is not None:
+                print(file=progress)
+            readiness = edges.readiness
+            if not readiness.discovered:
                 print("amplify-monitor: could not list apps (see log)", file=sys.stderr)
                 return 1
-            await dispatcher.drain(timeout=10.0)
+            await edges.dispatcher.drain(timeout=10.0)
+            poller = edges.poller
             states = [poller.states[k] for k in sorted(poller.branches) if k in poller.states]
             print_table(states, self.wall(), out)
-            if self.readiness.never_polled:
+            if readiness.never_polled:
                 print("amplify-monitor: some apps could not be polled (see log)", file=sys.stderr)
                 return 1
             return 1 if any(s.latest and s.latest.status == FAILED for s in states) else 0
 
 
-async def _guarded(work: Awaitable[bool], **context: str) -> bool:
-    """A bug or a store fault in one unit is logged and retried next cycle, never fatal."""
-    try:
-        return await work
-    except Exception:
-        _log.exception("poll_unit_crashed", **context)
-        return False
+async def _show_progress(poller: Poller, out: TextIO) -> None:
+    while True:
+        p = poller.watched.progress()
+        print(
+            f"\rpolling: {p.apps_listed}/{p.apps} apps listed, "
+            f"{p.branches_baselined}/{p.branches} branches read",
+            end="",
+            file=out,
+            flush=True,
+        )
+        await anyio.sleep(PROGRESS_LINE_EVERY)
 
 
 def _age(state: BranchState, now: float) -> str:
@@ -314,4 +251,5 @@ def run_once(settings: Settings, out: TextIO = sys.stdout) -> int:
     log.setup(
         settings.log.format, "warning" if settings.log.level == "info" else settings.log.level
     )
-    return anyio.run(Service(settings).once, out)
+    progress = sys.stderr if sys.stderr.isatty() else None
+    return anyio.run(Service(settings).once, out, progress)

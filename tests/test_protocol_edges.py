@@ -5,7 +5,7 @@ It serves ListApps/ListBranches/ListJobs/GetJob as rest-json over loopback for t
 client, and can answer the way another server may: optional members left out, `activeJobId`
 naming the deployed job, a `totalNumberOfJobs` that never moves, one item per page whatever
 `maxResults` says, `nextToken: ""` at the end, timestamps as ISO strings, bare 429s, 404s and
-400s. Passes are driven one by one through `Service.run_pass`, as in tests/test_service.py.
+400s. The daemon is stepped on a fake clock (tests/stepper.py), as in tests/test_service.py.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from urllib.parse import parse_qs, unquote
 import pytest
 from aiohttp import web
 
-from monitor.model import FAILED, SUCCEED, BranchKey
-from monitor.poller import Poller
-from monitor.scheduler import DISCOVER, PollBranch, Schedule
-from monitor.service import Service
+from monitor.model import FAILED, SUCCEED, BranchKey, Priority
+from monitor.scheduler import PollBranch
 from monitor.store.sqlite import SqliteStore
 from tests.conftest import make_settings
+from tests.stepper import Stepper, stepped
 
 T0 = 1_700_000_000.0
 
@@ -204,22 +203,7 @@ async def alerts(state: Path) -> list[tuple[str, str, str]]:
     return [(e.alert.key.branch, e.alert.job.job_id, e.alert.status) for e in entries]
 
 
-class Daemon:
-    """One daemon's edges, driven pass by pass on a fake clock."""
-
-    def __init__(self, service: Service, poller: Poller) -> None:
-        self.service = service
-        self.poller = poller
-        self.schedule = Schedule()
-        self.now = 0.0
-
-    async def first(self) -> bool:
-        return await self.service.run_pass(self.poller, self.schedule, [DISCOVER], self.now)
-
-    async def interval(self) -> bool:
-        self.now += self.service.settings.poll.interval_seconds
-        due = self.schedule.pop_due(self.now)
-        return await self.service.run_pass(self.poller, self.schedule, due, self.now)
+Daemon = Stepper
 
 
 @pytest.fixture
@@ -227,13 +211,12 @@ async def daemon(server: StandIn, tmp_path: Path) -> AsyncIterator[Daemon]:
     settings = make_settings(
         server.url, tmp_path / "state.db", poll={"max_requests_per_second": 5000}
     )
-    service = Service(settings)
-    async with service.edges() as (_metrics, poller, _dispatcher):
-        yield Daemon(service, poller)
+    async with stepped(settings) as stepper:
+        yield stepper
 
 
 def metrics_text(d: Daemon) -> str:
-    return d.poller.metrics.render().decode()
+    return d.edges.metrics.render().decode()
 
 
 # --- change markers ---------------------------------------------------------------------------
@@ -246,15 +229,24 @@ async def test_failure_is_alerted_when_active_job_is_the_deployed_one_and_the_to
     server.add_job("a1", "main", SUCCEED)
     server.add_job("a1", "dev", SUCCEED)
     assert await daemon.first()
-    # Neither marker moves for a job that fails: only a look at the jobs can see it.
+    # Neither marker moves for a job that fails: only a look at the jobs can see it. The sweep
+    # lists one of the app's two branches every twentieth interval: main within forty.
     failed = server.add_job("a1", "main", FAILED)
-    for _ in range(3):
+    for _ in range(40):
         assert await daemon.interval()
+        if await alerts(tmp_path / "state.db"):
+            break
     assert await alerts(tmp_path / "state.db") == [("main", failed, FAILED)]
+    assert daemon.poller.markers_trusted  # it may have started just after ListBranches
+    assert await daemon.interval()  # but the markers still say the same: they hide jobs
+    assert not daemon.poller.markers_trusted
     # Once caught out, the markers are no longer trusted: the next one is seen at once.
     running = server.add_job("a1", "dev", "RUNNING")
     assert await daemon.interval()
     assert daemon.poller.states[BranchKey("a1", "dev")].unfinished == {running: "RUNNING"}
+    assert 'amplify_monitor_api_anomalies_total{reason="markers_missed_job"} 1.0' in metrics_text(
+        daemon
+    )
 
 
 async def test_markers_ahead_of_the_job_listing_are_not_remembered(
@@ -283,14 +275,17 @@ async def test_a_job_starting_between_list_branches_and_a_sweep_keeps_the_marker
             started.append(server.add_job(app_id, name, FAILED))
 
     server.before_list_jobs = start_once
-    assert await daemon.interval()  # the sweep sees job 2 before ListBranches announced it
+    for _ in range(20):  # until the sweep lists main, before ListBranches announced job 2
+        assert await daemon.interval()
+        if started:
+            break
     server.before_list_jobs = None
     assert await alerts(tmp_path / "state.db") == [("main", started[0], FAILED)]
     assert await daemon.interval()  # now the markers name it: an honest server
     assert daemon.poller.markers_trusted
 
 
-async def test_sweep_reaches_every_skipped_branch_within_a_bounded_number_of_intervals(
+async def test_sweep_costs_a_twentieth_of_the_app_polls_and_reaches_every_branch(
     server: StandIn, daemon: Daemon
 ) -> None:
     for a in range(40):
@@ -300,15 +295,16 @@ async def test_sweep_reaches_every_skipped_branch_within_a_bounded_number_of_int
     server.listed.clear()
     server.counts.clear()
     assert await daemon.interval()
-    # 40 apps: a fifth of them (8) would be under the floor of 10 a fleet interval.
-    assert 8 <= server.counts["ListJobs"] <= 10
+    # 40 apps, each sweeping one branch every twentieth poll, in turns: two an interval.
+    assert server.counts["ListJobs"] == 2
     assert server.counts["ListBranches"] == 40
-    for _ in range(19):
+    for _ in range(79):
         assert await daemon.interval()
-    # 160 branches at 10 an interval: 20 intervals list each of them once or twice.
-    assert 190 <= server.counts["ListJobs"] <= 210
+    # 160 branches at two an interval: 80 intervals list each of them exactly once.
+    assert server.counts["ListJobs"] == 160
+    assert server.counts["ListBranches"] == 40 * 80
     assert len(server.listed) == 160
-    assert set(server.listed.values()) <= {1, 2}
+    assert set(server.listed.values()) == {1}
     assert daemon.poller.markers_trusted
 
 
@@ -376,7 +372,7 @@ async def test_app_without_branches_and_branch_without_jobs(
     failed = server.add_job("a1", "fresh", FAILED)
     assert await daemon.interval()
     assert await alerts(tmp_path / "state.db") == [("fresh", failed, FAILED)]
-    assert daemon.service.readiness.never_polled == set()
+    assert daemon.edges.readiness.never_polled == set()
 
 
 async def test_branches_without_any_change_markers_are_listed_every_interval(
@@ -399,10 +395,12 @@ async def test_newest_job_created_but_not_started_is_followed_without_active_pol
     key = BranchKey("a1", "main")
     assert daemon.poller.states[key].unfinished == {created: "CREATED"}
     # Nobody may ever start it: the branch waits for the next interval, not the active one.
-    assert PollBranch(key) not in daemon.schedule
+    queue = daemon.edges.scheduler.queue
+    assert PollBranch(key) not in queue
     server.set_status("a1", "main", created, "RUNNING")
     assert await daemon.interval()
-    assert PollBranch(key) in daemon.schedule
+    entry = queue.entry(PollBranch(key))
+    assert entry is not None and entry.priority is Priority.ACTIVE
     server.set_status("a1", "main", created, FAILED)
     assert await daemon.interval()
     assert await daemon.interval()

@@ -1,7 +1,7 @@
 """The daemon's polling passes against the simulator, through the real aioboto3 client.
 
-Time is the only fake: the simulator runs on a ManualClock and passes are driven one by one
-(`Service.run_pass`), so every case is deterministic and fast.
+Time is the only fake: the simulator runs on a ManualClock and the scheduler on a fake monotonic
+clock, stepped by hand (tests/stepper.py), so every case is deterministic and fast.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config import Settings
 from monitor.model import FAILED, BranchKey
-from monitor.scheduler import DISCOVER, Schedule
-from monitor.service import Readiness, Service
+from monitor.scheduler import Readiness
 from monitor.simulator import Faults, Fleet, ManualClock, Simulator
 from monitor.store.sqlite import SqliteStore
 from tests.conftest import make_settings
+from tests.stepper import stepped
 
 FAST = {"PENDING": 1, "PROVISIONING": 1, "RUNNING": 3}
 
@@ -51,10 +52,10 @@ async def pending_alerts(state: Path) -> list[tuple[str, str]]:
         await store.close()
 
 
-async def full_pass(service: Service, sim: Simulator) -> None:
-    """Discovery plus every app, as the first pass of the daemon does."""
-    async with service.edges() as (_metrics, poller, _dispatcher):
-        await service.run_pass(poller, Schedule(), [DISCOVER], now=0.0)
+async def full_pass(settings: Settings) -> None:
+    """Discovery plus every app and branch, as the daemon's first poll does."""
+    async with stepped(settings) as daemon:
+        assert await daemon.first()
 
 
 async def test_job_that_fails_while_daemon_is_down_is_alerted_once_after_restart(
@@ -62,16 +63,16 @@ async def test_job_that_fails_while_daemon_is_down_is_alerted_once_after_restart
 ) -> None:
     state = tmp_path / "state.db"
     settings = make_settings(sim.url, state)
-    await full_pass(Service(settings), sim)  # baseline: history raises nothing
+    await full_pass(settings)  # baseline: history raises nothing
     assert await pending_alerts(state) == []
 
     job_id = fleet.start_job("dshop", "main", outcome=FAILED, reason="npm ERR! build")
     clock.advance(30)  # the job starts and fails while no daemon runs
 
-    await full_pass(Service(settings), sim)
+    await full_pass(settings)
     assert await pending_alerts(state) == [(job_id, FAILED)]
 
-    await full_pass(Service(settings), sim)  # and a second restart raises it no more
+    await full_pass(settings)  # and a second restart raises it no more
     assert await pending_alerts(state) == [(job_id, FAILED)]
 
 
@@ -79,23 +80,19 @@ async def test_failure_alert_carries_failed_step_and_reason_from_getjob(
     sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.db"
-    service = Service(make_settings(sim.url, state))
-    async with service.edges() as (metrics, poller, _dispatcher):
-        schedule = Schedule()
-        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+    async with stepped(make_settings(sim.url, state)) as daemon:
+        await daemon.first()
         job_id = fleet.start_job(
             "dshop", "develop", outcome=FAILED, fail_step="DEPLOY", reason="boom"
         )
-        clock.advance(2)  # RUNNING by now
-        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=1.0)
+        clock.advance(2)  # under way by now
+        await daemon.interval()
         key = BranchKey("dshop", "develop")
-        assert poller.states[key].unfinished == {job_id: "PROVISIONING"} or poller.states[
-            key
-        ].unfinished.get(job_id) in ("PENDING", "PROVISIONING", "RUNNING")
+        assert daemon.poller.states[key].unfinished.get(job_id) in ("PROVISIONING", "RUNNING")
         clock.advance(30)
-        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=2.0)
-        assert not poller.states[key].has_unfinished
-        text = metrics.render().decode()
+        await daemon.step(daemon.service.settings.poll.active_interval_seconds)
+        assert not daemon.poller.states[key].has_unfinished
+        text = daemon.edges.metrics.render().decode()
     store = await SqliteStore.open(state)
     try:
         [entry] = await store.pending(now=1e12)
@@ -118,18 +115,17 @@ async def test_deleted_branch_is_dropped_and_its_series_removed(
     sim: Simulator, fleet: Fleet, clock: ManualClock, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.db"
-    service = Service(make_settings(sim.url, state))
-    async with service.edges() as (metrics, poller, _dispatcher):
-        schedule = Schedule()
-        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+    async with stepped(make_settings(sim.url, state)) as daemon:
+        await daemon.first()
+        metrics = daemon.edges.metrics
         assert 'branch="develop"' in metrics.render().decode()
         fleet.delete_branch("dshop", "develop")
-        await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=100.0)
+        await daemon.interval()
         text = metrics.render().decode()
         assert 'branch="develop"' not in text
         assert 'branch="main"' in text
         assert "amplify_monitor_watched_branches 2.0" in text
-        assert BranchKey("dshop", "develop") not in poller.states
+        assert BranchKey("dshop", "develop") not in daemon.poller.states
     store = await SqliteStore.open(state)
     try:
         assert BranchKey("dshop", "develop") not in await store.load_all()
@@ -146,27 +142,23 @@ async def test_throttling_is_survived_and_the_failure_still_detected(
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # keep botocore's real backoff short
     state = tmp_path / "state.db"
-    service = Service(make_settings(sim.url, state))
-    async with service.edges() as (metrics, poller, _dispatcher):
-        schedule = Schedule()
-        await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+    async with stepped(make_settings(sim.url, state)) as daemon:
+        await daemon.first()
         job_id = fleet.start_job("dshop", "main", outcome=FAILED)
         clock.advance(30)
         sim.faults.throttle(times=50)  # more than botocore's retries can absorb
-        ok = await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=100.0)
-        assert not ok
+        assert not await daemon.interval()
         assert await pending_alerts(state) == []
         sim.faults.clear()
-        ok = await service.run_pass(poller, schedule, schedule.pop_due(1e9), now=200.0)
-        assert ok
-        text = metrics.render().decode()
+        assert await daemon.interval()
+        text = daemon.edges.metrics.render().decode()
     assert await pending_alerts(state) == [(job_id, FAILED)]
     assert (
         'amplify_monitor_api_requests_total{operation="ListBranches",outcome="throttled"}' in text
     )
 
 
-async def test_idle_fleet_of_1000_branches_costs_at_most_250_calls_per_interval(
+async def test_idle_fleet_of_1000_branches_costs_at_most_1_05_calls_per_app_per_interval(
     tmp_path: Path,
 ) -> None:
     clock = ManualClock()
@@ -177,23 +169,21 @@ async def test_idle_fleet_of_1000_branches_costs_at_most_250_calls_per_interval(
             tmp_path / "state.db",
             poll={"max_concurrency": 32, "max_requests_per_second": 5000},
         )
-        service = Service(settings)
-        async with service.edges() as (_metrics, poller, _dispatcher):
-            schedule = Schedule()
-            await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
-            assert len(poller.branches) == 1000
+        async with stepped(settings) as daemon:
+            await daemon.first()
+            assert len(daemon.poller.branches) == 1000
             sim.reset_counts()
             interval = settings.poll.interval_seconds
-            # One whole interval, counting a discovery in it to be conservative.
-            due = schedule.pop_due(interval)
-            await service.run_pass(poller, schedule, [DISCOVER, *due], now=interval)
+            # Ten whole intervals, in steps of a second, as the apps' phases come due.
+            for _ in range(int(10 * interval)):
+                await daemon.step(1.0)
             calls = dict(sim.counts)
-    print(f"API calls for one interval over 200 apps x 5 idle branches: {calls}")
-    # No branch changed: the only ListJobs are the safety net's, a fifth of the apps' worth
-    # (each app lists one of its branches every fifth interval, in case its markers lie).
-    assert calls.get("ListJobs", 0) == 40
-    assert calls["ListBranches"] == 200
-    assert sum(calls.values()) <= 250
+    print(f"API calls for ten intervals over 200 apps x 5 idle branches: {calls}")
+    # No branch changed: the only ListJobs are the safety net's, a twentieth of the apps' worth
+    # (each app lists one of its branches every twentieth interval, in case its markers lie).
+    assert calls["ListBranches"] == 2000
+    assert calls.get("ListJobs", 0) == 100
+    assert sum(calls.values()) - calls.get("ListApps", 0) <= 1.05 * 2000
 
 
 def test_readiness_needs_a_full_first_poll_and_goes_stale_after_three_intervals() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor import config
-from monitor.model import FAILED, SUCCEED, Alert, AlertKind, BranchKey, JobSummary, Step
+from monitor.model import FAILED, SUCCEED, Alert, AlertKind, BranchKey, JobSummary, Priority, Step
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REGION = "eu-west-1"
@@ -36,6 +36,9 @@ class RecordingObserver:
     slack_seconds: list[float] = field(default_factory=list)
 
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def budget_wait(self, priority: Priority, seconds: float) -> None:
         pass
 
     def alert(self, status: str, outcome: str) -> None:
