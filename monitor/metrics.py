@@ -1,18 +1,21 @@
 """The Prometheus registry and the only code that touches it, plus /metrics /healthz /readyz.
 
-Domain series (`amplify_*`) are a view of branch state and transitions, updated through
-`apply`; the monitor's own series (`amplify_monitor_*`) come through the Observer methods.
+Domain series (`amplify_*`) are a view of branch state and transitions, kept as plain values per
+branch and rendered at scrape time by `BranchSeries`; the monitor's own series
+(`amplify_monitor_*`) are few and stay prometheus_client objects, fed by the Observer methods.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.model import (
@@ -22,12 +25,141 @@ from monitor.model import (
     SUCCEED,
     BranchKey,
     BranchState,
+    Priority,
     Transition,
     is_terminal,
 )
 
 TERMINAL = (SUCCEED, FAILED, CANCELLED)
 NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
+# The scheduler's priorities, created up front so dashboards see zeros before the first lag.
+PRIORITIES = ("enrich", "active", "changed", "app", "sweep", "discovery")
+
+STATUS_HELP = "1 for the status of the branch's latest job, 0 for the other statuses."
+TRANSITIONS_HELP = "Job status transitions seen."
+FINISHED_HELP = "Jobs seen reaching a terminal status."
+DURATION_HELP = "Duration of the branch's most recently finished job."
+SUCCESS_HELP = "End time of the branch's latest successful job (Unix seconds)."
+
+
+class _Branch:
+    """One branch's domain series as plain values: about 370 bytes, where a prometheus_client
+    child per label set (15 or so per branch) cost about 13 KB (benchmarks/metrics_memory.py)."""
+
+    __slots__ = ("app_name", "last_duration", "last_success", "status", "transitions")
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self.status: str | None = None  # of the latest job; None until a job is seen
+        self.last_duration: float | None = None
+        self.last_success: float | None = None
+        # (from_status, to_status) -> count. The finished counts are not stored: each terminal
+        # transition counted one finished job, so they are these counts summed by to_status.
+        self.transitions: dict[tuple[str, str], int] = {}
+
+
+class BranchSeries(Collector):
+    """The per-branch domain series, rendered at scrape time from `_Branch` values.
+
+    The counters carry no `_created` samples: nothing reads them, and in the text format each
+    would be one more gauge series per counter series, per branch, in Prometheus.
+    """
+
+    def __init__(self) -> None:
+        self._branches: dict[BranchKey, _Branch] = {}
+        # One shared tuple per (from, to) pair, instead of one per branch that saw it.
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def apply(self, state: BranchState, transitions: tuple[Transition, ...]) -> None:
+        key = state.key
+        branch = self._branches.get(key)
+        if branch is None:
+            branch = self._branches[key] = _Branch(sys.intern(state.app_name))
+        elif branch.app_name != state.app_name:
+            # Rendering under the new name is what drops the old name's status series.
+            branch.app_name = sys.intern(state.app_name)
+        if state.latest is not None:
+            branch.status = sys.intern(state.latest.status)
+        for t in transitions:
+            pair = (t.from_status or NEW_JOB, t.to_status)
+            pair = self._pairs.setdefault(pair, (sys.intern(pair[0]), sys.intern(pair[1])))
+            branch.transitions[pair] = branch.transitions.get(pair, 0) + 1
+            if is_terminal(t.to_status) and t.job.duration_seconds is not None:
+                branch.last_duration = t.job.duration_seconds
+        if state.last_success_time is not None:
+            branch.last_success = state.last_success_time.timestamp()
+
+    def remove(self, key: BranchKey) -> None:
+        self._branches.pop(key, None)
+
+    def describe(self) -> Iterator[Metric]:
+        """Names and types only, for the registry's duplicate check (no samples to build)."""
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        # One family at a time, so a scrape holds one family's samples, not all of them. The
+        # scrape runs on the event loop's thread, as every apply does: nothing mutates the dict
+        # while it is iterated.
+        status, transitions, finished, duration, success = self._families()
+        branches = self._branches.items()
+        for key, b in branches:
+            if b.status is not None:
+                for s in KNOWN_STATUSES:
+                    status.add_metric(
+                        (key.app_id, b.app_name, key.branch, s), 1.0 if s == b.status else 0.0
+                    )
+                if b.status not in KNOWN_STATUSES:
+                    status.add_metric((key.app_id, b.app_name, key.branch, b.status), 1.0)
+        yield status
+        for key, b in branches:
+            for (from_status, to_status), count in b.transitions.items():
+                transitions.add_metric((key.app_id, key.branch, from_status, to_status), count)
+        yield transitions
+        for key, b in branches:
+            # Zero until the first one: increase() cannot see a series' first sample, so a
+            # branch's first failure would otherwise be invisible to rules and dashboards.
+            counts = dict.fromkeys(TERMINAL, 0)
+            for (_, to_status), count in b.transitions.items():
+                if to_status in counts:
+                    counts[to_status] += count
+            for s, count in counts.items():
+                finished.add_metric((key.app_id, key.branch, s), count)
+        yield finished
+        for key, b in branches:
+            if b.last_duration is not None:
+                duration.add_metric((key.app_id, key.branch), b.last_duration)
+        yield duration
+        for key, b in branches:
+            if b.last_success is not None:
+                success.add_metric((key.app_id, key.branch), b.last_success)
+        yield success
+
+    @staticmethod
+    def _families() -> tuple[
+        GaugeMetricFamily,
+        CounterMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+    ]:
+        branch = ("app_id", "branch")
+        return (
+            GaugeMetricFamily(
+                "amplify_job_status",
+                STATUS_HELP,
+                labels=("app_id", "app_name", "branch", "status"),
+            ),
+            CounterMetricFamily(
+                "amplify_job_transitions",
+                TRANSITIONS_HELP,
+                labels=(*branch, "from_status", "to_status"),
+            ),
+            CounterMetricFamily("amplify_jobs_finished", FINISHED_HELP, labels=(*branch, "status")),
+            GaugeMetricFamily("amplify_job_last_duration_seconds", DURATION_HELP, labels=branch),
+            GaugeMetricFamily(
+                "amplify_branch_last_success_timestamp_seconds", SUCCESS_HELP, labels=branch
+            ),
+        )
 
 
 class Metrics:
@@ -36,36 +168,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.job_status = Gauge(
-            "amplify_job_status",
-            "1 for the status of the branch's latest job, 0 for the other statuses.",
-            ["app_id", "app_name", "branch", "status"],
-            registry=r,
-        )
-        self.transitions = Counter(
-            "amplify_job_transitions",
-            "Job status transitions seen.",
-            ["app_id", "branch", "from_status", "to_status"],
-            registry=r,
-        )
-        self.finished = Counter(
-            "amplify_jobs_finished",
-            "Jobs seen reaching a terminal status.",
-            ["app_id", "branch", "status"],
-            registry=r,
-        )
-        self.last_duration = Gauge(
-            "amplify_job_last_duration_seconds",
-            "Duration of the branch's most recently finished job.",
-            ["app_id", "branch"],
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "amplify_branch_last_success_timestamp_seconds",
-            "End time of the branch's latest successful job (Unix seconds).",
-            ["app_id", "branch"],
-            registry=r,
-        )
+        # Registered first, so the domain series lead the exposition as they always have.
+        self._branches = BranchSeries()
+        r.register(self._branches)
         self.api_requests = Counter(
             "amplify_monitor_api_requests",
             "Amplify API calls made, by operation and outcome.",
@@ -121,62 +226,24 @@ class Metrics:
         for status in ("FAILED", "CANCELLED", "SUCCEED"):
             for outcome in ("sent", "failed"):
                 self.alerts.labels(status, outcome)
-        # Label sets created per branch, so a vanished branch's series can all be removed.
-        self._series: dict[BranchKey, set[tuple[str, tuple[str, ...]]]] = defaultdict(set)
-
-    def _track(self, key: BranchKey, metric: str, labels: tuple[str, ...]) -> None:
-        self._series[key].add((metric, labels))
+        self.lag = Histogram(
+            "amplify_monitor_schedule_lag_seconds",
+            "How late scheduled work started against its due time.",
+            ["priority"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        for priority in PRIORITIES:
+            self.lag.labels(priority)
 
     # --- domain view -------------------------------------------------------------------------
 
     def apply(self, state: BranchState, transitions: tuple[Transition, ...] = ()) -> None:
         """Bring a branch's series in line with its state and count its transitions."""
-        key = state.key
-        if key not in self._series:
-            # Zero the outcome counters up front: increase() cannot see a series' first sample,
-            # so a branch's first failure would otherwise be invisible to rules and dashboards.
-            for status in TERMINAL:
-                self.finished.labels(key.app_id, key.branch, status)
-                self._track(key, "finished", (key.app_id, key.branch, status))
-        for metric, labels in list(self._series.get(key, ())):
-            # A renamed app leaves status series under its old name: drop them.
-            if metric == "job_status" and labels[1] != state.app_name:
-                self.job_status.remove(*labels)
-                self._series[key].discard((metric, labels))
-        if state.latest is not None:
-            current = state.latest.status
-            statuses = KNOWN_STATUSES if current in KNOWN_STATUSES else (*KNOWN_STATUSES, current)
-            for status in statuses:
-                labels = (key.app_id, state.app_name, key.branch, status)
-                self.job_status.labels(*labels).set(1 if status == current else 0)
-                self._track(key, "job_status", labels)
-        for t in transitions:
-            labels = (key.app_id, key.branch, t.from_status or NEW_JOB, t.to_status)
-            self.transitions.labels(*labels).inc()
-            self._track(key, "transitions", labels)
-            if is_terminal(t.to_status):
-                self.finished.labels(key.app_id, key.branch, t.to_status).inc()
-                self._track(key, "finished", (key.app_id, key.branch, t.to_status))
-                duration = t.job.duration_seconds
-                if duration is not None:
-                    self.last_duration.labels(key.app_id, key.branch).set(duration)
-                    self._track(key, "last_duration", (key.app_id, key.branch))
-        if state.last_success_time is not None:
-            self.last_success.labels(key.app_id, key.branch).set(
-                state.last_success_time.timestamp()
-            )
-            self._track(key, "last_success", (key.app_id, key.branch))
+        self._branches.apply(state, transitions)
 
     def remove_branch(self, key: BranchKey) -> None:
-        metrics = {
-            "job_status": self.job_status,
-            "transitions": self.transitions,
-            "finished": self.finished,
-            "last_duration": self.last_duration,
-            "last_success": self.last_success,
-        }
-        for metric, labels in self._series.pop(key, set()):
-            metrics[metric].remove(*labels)
+        self._branches.remove(key)
 
     def set_watched(self, count: int) -> None:
         self.watched.set(count)
@@ -189,11 +256,20 @@ class Metrics:
     def anomaly(self, reason: str) -> None:
         self.anomalies.labels(reason).inc()
 
+    def schedule_lag(self, priority: str, seconds: float) -> None:
+        # A task picked up early (clock jitter) is not late; a negative sum would look broken.
+        self.lag.labels(priority).observe(max(0.0, seconds))
+
     # --- Observer protocol -------------------------------------------------------------------
 
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
         self.api_requests.labels(operation, outcome).inc()
         self.api_duration.labels(operation).observe(seconds)
+
+    def budget_wait(self, priority: Priority, seconds: float) -> None:
+        # An alert's GetJob is not a scheduled task; its wait for the API budget is its lag.
+        if priority is Priority.ENRICH:
+            self.schedule_lag(priority.label, seconds)
 
     def alert(self, status: str, outcome: str) -> None:
         self.alerts.labels(status, outcome).inc()

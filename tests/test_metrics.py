@@ -1,4 +1,5 @@
-"""The metrics view: one-hot status, counters from transitions, series removal, promtool lint."""
+"""The metrics view: one-hot status, counters from transitions, series removal, promtool lint,
+the exposition the per-branch collector renders, and the scheduler's lag histogram."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.metrics import Metrics
+from monitor.metrics import PRIORITIES, Metrics
 from monitor.model import BranchKey, BranchState, JobSummary, Transition
 
 KEY = BranchKey("d1", "main")
@@ -124,6 +125,7 @@ def test_exposition_passes_promtool_check_metrics() -> None:
     metrics.outbox_pending(0)
     metrics.set_watched(1)
     metrics.anomaly("status_went_backwards")
+    metrics.schedule_lag("active", 0.4)
     result = subprocess.run(
         [promtool, "check", "metrics"], input=metrics.render(), capture_output=True, check=False
     )
@@ -138,3 +140,230 @@ def test_finished_counters_start_at_zero_so_the_first_failure_shows_in_increase(
     common = {"app_id": "d1", "branch": "main"}
     for status in ("FAILED", "CANCELLED", "SUCCEED"):
         assert sample(text, "amplify_jobs_finished_total", **common, status=status) == 0.0
+
+
+def unfinished(job_id: str, status: str) -> JobSummary:
+    return JobSummary(job_id, status, "RELEASE", start_time=T0)
+
+
+def domain_lines(text: str) -> list[str]:
+    """The per-branch families' lines (HELP, TYPE and samples), sorted: order within a family
+    carries no meaning, and the old children came out in creation order."""
+    return sorted(
+        line
+        for line in text.splitlines()
+        if line.removeprefix("# HELP ")
+        .removeprefix("# TYPE ")
+        .startswith(("amplify_job", "amplify_branch"))
+    )
+
+
+MAIN = BranchKey("d1", "main")
+DEVELOP = BranchKey("d1", "develop")
+LOGIN = BranchKey("d2", "feature/login")
+DOCS = BranchKey("d3", "main")
+
+
+def polls() -> list[tuple[BranchState, tuple[Transition, ...]]]:
+    """A job followed to success then one seen already failed, an unknown status, an app
+    renamed between polls, and a branch with no job yet."""
+    pending, running, succeeded = (
+        unfinished("1", "PENDING"),
+        unfinished("1", "RUNNING"),
+        job("1", "SUCCEED", 90.0),
+    )
+    failed = job("2", "FAILED", 42.0)
+    queued = unfinished("7", "QUEUED_NEW")
+    login_running, login_cancelled = unfinished("3", "RUNNING"), job("3", "CANCELLED", 5.0)
+    success = succeeded.end_time
+    return [
+        (BranchState(MAIN, "shop", latest=pending), (Transition(MAIN, pending, None, "PENDING"),)),
+        (
+            BranchState(MAIN, "shop", latest=running),
+            (Transition(MAIN, running, "PENDING", "RUNNING"),),
+        ),
+        (
+            BranchState(MAIN, "shop", latest=succeeded, last_success_time=success),
+            (Transition(MAIN, succeeded, "RUNNING", "SUCCEED"),),
+        ),
+        (
+            BranchState(MAIN, "shop", latest=failed, last_success_time=success),
+            (Transition(MAIN, failed, None, "FAILED"),),
+        ),
+        (
+            BranchState(DEVELOP, "shop", latest=queued),
+            (Transition(DEVELOP, queued, None, "QUEUED_NEW"),),
+        ),
+        (
+            BranchState(LOGIN, "blog", latest=login_running),
+            (Transition(LOGIN, login_running, None, "RUNNING"),),
+        ),
+        (
+            BranchState(LOGIN, "journal", latest=login_cancelled),
+            (Transition(LOGIN, login_cancelled, "RUNNING", "CANCELLED"),),
+        ),
+        (BranchState(DOCS, "docs"), ()),
+    ]
+
+
+def status_lines(app_id: str, app_name: str, branch: str, hot: str) -> list[str]:
+    statuses = ["CREATED", "PENDING", "PROVISIONING", "RUNNING", "CANCELLING", "SUCCEED"]
+    statuses += ["FAILED", "CANCELLED"]
+    if hot not in statuses:
+        statuses.append(hot)
+    labels = f'app_id="{app_id}",app_name="{app_name}",branch="{branch}"'
+    return [
+        f'amplify_job_status{{{labels},status="{s}"}} {1.0 if s == hot else 0.0}' for s in statuses
+    ]
+
+
+def finished_lines(app_id: str, branch: str, **counts: float) -> list[str]:
+    return [
+        f'amplify_jobs_finished_total{{app_id="{app_id}",branch="{branch}",status="{s}"}} '
+        f"{counts.get(s, 0.0)}"
+        for s in ("SUCCEED", "FAILED", "CANCELLED")
+    ]
+
+
+def test_collector_renders_the_series_the_prometheus_client_children_did() -> None:
+    # The expected lines are what the Gauge/Counter children per label set produced for these
+    # polls, less their `_created` gauges, which nothing reads.
+    transitions = "amplify_job_transitions_total"
+    expected = [
+        "# HELP amplify_job_status 1 for the status of the branch's latest job, 0 for the other statuses.",
+        "# TYPE amplify_job_status gauge",
+        *status_lines("d1", "shop", "main", "FAILED"),
+        *status_lines("d1", "shop", "develop", "QUEUED_NEW"),
+        *status_lines("d2", "journal", "feature/login", "CANCELLED"),
+        f"# HELP {transitions} Job status transitions seen.",
+        f"# TYPE {transitions} counter",
+        f'{transitions}{{app_id="d1",branch="main",from_status="NEW",to_status="PENDING"}} 1.0',
+        f'{transitions}{{app_id="d1",branch="main",from_status="PENDING",to_status="RUNNING"}} 1.0',
+        f'{transitions}{{app_id="d1",branch="main",from_status="RUNNING",to_status="SUCCEED"}} 1.0',
+        f'{transitions}{{app_id="d1",branch="main",from_status="NEW",to_status="FAILED"}} 1.0',
+        f'{transitions}{{app_id="d1",branch="develop",from_status="NEW",to_status="QUEUED_NEW"}} 1.0',
+        f'{transitions}{{app_id="d2",branch="feature/login",from_status="NEW",to_status="RUNNING"}} 1.0',
+        f'{transitions}{{app_id="d2",branch="feature/login",from_status="RUNNING",to_status="CANCELLED"}} 1.0',
+        "# HELP amplify_jobs_finished_total Jobs seen reaching a terminal status.",
+        "# TYPE amplify_jobs_finished_total counter",
+        *finished_lines("d1", "main", SUCCEED=1.0, FAILED=1.0),
+        *finished_lines("d1", "develop"),
+        *finished_lines("d2", "feature/login", CANCELLED=1.0),
+        *finished_lines("d3", "main"),
+        "# HELP amplify_job_last_duration_seconds Duration of the branch's most recently finished job.",
+        "# TYPE amplify_job_last_duration_seconds gauge",
+        'amplify_job_last_duration_seconds{app_id="d1",branch="main"} 42.0',
+        'amplify_job_last_duration_seconds{app_id="d2",branch="feature/login"} 5.0',
+        "# HELP amplify_branch_last_success_timestamp_seconds End time of the branch's latest successful job (Unix seconds).",
+        "# TYPE amplify_branch_last_success_timestamp_seconds gauge",
+        'amplify_branch_last_success_timestamp_seconds{app_id="d1",branch="main"} 1.76722569e+09',
+    ]
+    metrics = Metrics()
+    for state, transitions_seen in polls():
+        metrics.apply(state, transitions_seen)
+    assert domain_lines(metrics.render().decode()) == sorted(expected)
+
+
+def test_domain_families_lead_the_exposition_in_their_usual_order() -> None:
+    metrics = Metrics()
+    for state, transitions in polls():
+        metrics.apply(state, transitions)
+    types = [
+        line.split()[2]
+        for line in metrics.render().decode().splitlines()
+        if line.startswith("# TYPE")
+    ]
+    assert types[:5] == [
+        "amplify_job_status",
+        "amplify_job_transitions_total",
+        "amplify_jobs_finished_total",
+        "amplify_job_last_duration_seconds",
+        "amplify_branch_last_success_timestamp_seconds",
+    ]
+
+
+def test_a_status_the_branch_left_keeps_no_series_at_one() -> None:
+    metrics = Metrics()
+    metrics.apply(BranchState(KEY, "shop", latest=unfinished("1", "QUEUED_NEW")))
+    metrics.apply(BranchState(KEY, "shop", latest=unfinished("1", "RUNNING")))
+    text = metrics.render().decode()
+    hot = [line for line in text.splitlines() if line.startswith("amplify_job_status{")]
+    assert [line for line in hot if line.endswith(" 1.0")] == [
+        'amplify_job_status{app_id="d1",app_name="shop",branch="main",status="RUNNING"} 1.0'
+    ]
+    assert "QUEUED_NEW" not in text
+
+
+def test_removed_branch_leaves_no_series_and_starts_from_zero_when_seen_again() -> None:
+    metrics = Metrics()
+    for state, transitions in polls():
+        metrics.apply(state, transitions)
+    before = domain_lines(metrics.render().decode())
+    metrics.remove_branch(MAIN)
+    text = metrics.render().decode()
+    gone = [line for line in before if 'app_id="d1",' in line and 'branch="main"' in line]
+    assert gone
+    assert not [
+        line for line in domain_lines(text) if 'app_id="d1",' in line and 'branch="main"' in line
+    ]
+    # The other branches are untouched.
+    assert domain_lines(text) == [line for line in before if line not in gone]
+
+    metrics.apply(BranchState(MAIN, "shop", latest=job("3", "SUCCEED")))
+    text = metrics.render().decode()
+    common = {"app_id": "d1", "branch": "main"}
+    assert sample(text, "amplify_jobs_finished_total", **common, status="FAILED") == 0.0
+    assert sample(text, "amplify_job_last_duration_seconds", **common) is None
+    assert 'amplify_job_transitions_total{app_id="d1",branch="main"' not in text
+
+
+def test_removing_an_unknown_branch_is_harmless() -> None:
+    metrics = Metrics()
+    metrics.remove_branch(KEY)
+    assert 'branch="main"' not in metrics.render().decode()
+
+
+def test_schedule_lag_histogram_shows_every_priority_before_any_lag() -> None:
+    text = Metrics().render().decode()
+    assert (
+        "# HELP amplify_monitor_schedule_lag_seconds "
+        "How late scheduled work started against its due time." in text
+    )
+    assert "# TYPE amplify_monitor_schedule_lag_seconds histogram" in text
+    name = "amplify_monitor_schedule_lag_seconds"
+    for priority in PRIORITIES:
+        assert sample(text, f"{name}_count", priority=priority) == 0.0
+        assert sample(text, f"{name}_bucket", le="300.0", priority=priority) == 0.0
+    assert set(PRIORITIES) == {"enrich", "active", "changed", "app", "sweep", "discovery"}
+
+
+def test_schedule_lag_is_bucketed_and_a_negative_lag_counts_as_zero() -> None:
+    metrics = Metrics()
+    metrics.schedule_lag("sweep", 7.0)
+    metrics.schedule_lag("enrich", -3.0)
+    text = metrics.render().decode()
+    name = "amplify_monitor_schedule_lag_seconds"
+    assert sample(text, f"{name}_bucket", le="5.0", priority="sweep") == 0.0
+    assert sample(text, f"{name}_bucket", le="10.0", priority="sweep") == 1.0
+    assert sample(text, f"{name}_sum", priority="sweep") == 7.0
+    assert sample(text, f"{name}_bucket", le="0.1", priority="enrich") == 1.0
+    assert sample(text, f"{name}_sum", priority="enrich") == 0.0
+    buckets = [
+        line.split('le="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith(f"{name}_bucket{{") and 'priority="app"' in line
+    ]
+    assert buckets == [
+        "0.1",
+        "0.25",
+        "0.5",
+        "1.0",
+        "2.5",
+        "5.0",
+        "10.0",
+        "30.0",
+        "60.0",
+        "120.0",
+        "300.0",
+        "+Inf",
+    ]

@@ -1,0 +1,248 @@
+"""The scheduler: continuous workers, priorities, phases, the budget, against the simulator.
+
+Timing tests run the real continuous scheduler in real time (a few seconds each) after a
+baseline driven on a fake clock; the rule tests drive `run_due` with fake polling units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from monitor.config import PollSettings, Target
+from monitor.metrics import Metrics
+from monitor.model import App, BranchKey, Priority
+from monitor.pacing import Pacer
+from monitor.scheduler import (
+    AppPoll,
+    BranchPoll,
+    Discovery,
+    PollApp,
+    PollBranch,
+    Scheduler,
+    next_slot,
+    phase,
+)
+from monitor.service import Edges, Service
+from monitor.simulator import Fleet, ManualClock, Simulator
+from monitor.watch import Watched
+from tests.conftest import make_settings
+from tests.stepper import FakeClock
+
+
+class SwitchClock(FakeClock):
+    """Fake until `go_real`, then real time from where it stood plus a jump."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._real_from: float | None = None
+
+    def __call__(self) -> float:
+        if self._real_from is None:
+            return self.now
+        return self.now + time.monotonic() - self._real_from
+
+    def go_real(self, jump: float = 0.0) -> None:
+        self.now += jump
+        self._real_from = time.monotonic()
+
+
+def lag(metrics: Metrics, priority: str, le: str | None = None) -> float:
+    name = "amplify_monitor_schedule_lag_seconds_" + ("bucket" if le else "count")
+    labels = {"priority": priority, **({"le": le} if le else {})}
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+class RecordingPacer(Pacer):
+    """The real pacer, noting how long each call waited for its token, by priority."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.waits: dict[int, list[float]] = {}
+
+    async def acquire(self, priority: int = 0) -> float:
+        waited = await super().acquire(priority)
+        self.waits.setdefault(priority, []).append(waited)
+        return waited
+
+
+async def run_for(edges: Edges, seconds: float) -> int:
+    """Run the continuous scheduler for `seconds`; returns the pacer's waiters at the end."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(edges.scheduler.run)
+        await anyio.sleep(seconds)
+        waiting = edges.poller.client.pacer.waiting
+        tg.cancel_scope.cancel()
+    return waiting
+
+
+async def test_a_followed_branch_keeps_its_active_interval_behind_a_thousand_queued_app_polls(
+    tmp_path: Path,
+) -> None:
+    fleet_clock = ManualClock()
+    fleet = Fleet.idle(apps=1000, branches=1, jobs_per_branch=1, clock=fleet_clock)
+    busy = fleet.add_app("busy")
+    fleet.add_branch(busy, "main")
+    fleet.start_job(busy, "main", durations={"PENDING": 1, "PROVISIONING": 1, "RUNNING": 1e9})
+    fleet_clock.advance(5)  # RUNNING, and it stays so: the fleet's clock stands still
+    async with Simulator(fleet) as sim:
+        settings = make_settings(
+            sim.url,
+            tmp_path / "state.db",
+            poll={
+                "interval_seconds": 60,
+                "active_interval_seconds": 0.5,
+                "max_requests_per_second": 5000,
+            },
+        )
+        clock = SwitchClock()
+        async with Service(settings, clock=clock).edges() as edges:
+            assert await edges.scheduler.run_due()  # the baseline, at full speed
+            assert edges.readiness.never_polled == set()
+            assert BranchKey(busy, "main") in edges.scheduler.followed
+            # Now a tight budget, and two intervals later: all 1,001 ListBranches are due and
+            # take 25 s at 40 calls/s.
+            pacer = edges.poller.client.pacer = RecordingPacer(40.0)
+            sim.reset_counts()
+            clock.go_real(jump=120.0)
+            waiting = await run_for(edges, 4.0)
+            metrics = edges.metrics
+    assert waiting >= 10  # the budget was saturated throughout
+    assert sim.counts["ListBranches"] < 300  # most app polls still queued
+    # One ListJobs every half second for the running job, on time, all along.
+    assert sim.counts["ListJobs"] >= 7
+    assert lag(metrics, "active") >= 7
+    # All but the first (due before the clock jumped) started within a quarter second, and
+    # their calls got the next token, while each ListBranches waited behind the others.
+    assert lag(metrics, "active", le="0.25") == lag(metrics, "active") - 1
+    assert max(pacer.waits[Priority.ACTIVE]) < 0.1
+    app_waits = sorted(pacer.waits[Priority.APP])
+    assert app_waits[len(app_waits) // 2] > 0.2
+    assert lag(metrics, "app", le="1.0") < lag(metrics, "app")  # the idle apps wait instead
+
+
+async def test_one_hung_list_branches_does_not_delay_any_other_app(tmp_path: Path) -> None:
+    fleet = Fleet.idle(apps=20, branches=1, jobs_per_branch=1, clock=ManualClock())
+    async with Simulator(fleet) as sim:
+        settings = make_settings(
+            sim.url,
+            tmp_path / "state.db",
+            poll={"interval_seconds": 1, "max_concurrency": 4, "max_requests_per_second": 5000},
+        )
+        clock = SwitchClock()
+        async with Service(settings, clock=clock).edges() as edges:
+            assert await edges.scheduler.run_due()
+            sim.reset_counts()
+            sim.faults.latency(4.0, op="ListBranches", times=1)  # the next one hangs
+            clock.go_real()
+            await run_for(edges, 3.2)
+            metrics = edges.metrics
+    # 19 other apps, each polled in each of three intervals (and the hung one started once).
+    assert sim.counts["ListBranches"] >= 19 * 3
+    assert lag(metrics, "app", le="0.25") == lag(metrics, "app")
+
+
+# --- the rules, with fake polling units ---------------------------------------------------------
+
+
+class FakeWork:
+    """Polling units that answer at once: every app has one idle branch."""
+
+    calls_per_app = 1.05
+
+    def __init__(self, app_ids: list[str]) -> None:
+        self.watched = Watched((Target(),), {})
+        self.app_ids = app_ids
+        self.polled: Counter[str] = Counter()
+
+    async def discover(self) -> Discovery:
+        apps = {a: App(a, a) for a in self.app_ids}
+        added = frozenset(apps) - frozenset(self.watched.apps)
+        self.watched.apps = apps
+        return Discovery(ok=True, added=added)
+
+    async def poll_app(self, app_id: str) -> AppPoll:
+        self.polled[app_id] += 1
+        self.watched.listed.add(app_id)
+        return AppPoll(ok=True)
+
+    async def poll_branch(self, key: BranchKey, priority: Priority) -> BranchPoll:
+        return BranchPoll(ok=True)
+
+
+def rules_scheduler(work: FakeWork, clock: FakeClock, **poll: float) -> Scheduler:
+    settings = PollSettings(**{"interval_seconds": 30.0, **poll})  # type: ignore[arg-type]
+    return Scheduler(work, settings, Metrics(), clock=clock, budget=lambda: 20.0)
+
+
+def test_an_app_phase_is_stable_and_a_fleet_is_spread_evenly_over_the_interval() -> None:
+    ids = [f"d{i:04d}example{i * 7919 % 1000:03d}" for i in range(2000)]
+    assert phase(ids[0], 30.0) == phase(ids[0], 30.0)
+    bins = Counter(int(next_slot(app_id, 30.0, after=0.0) // 3) for app_id in ids)
+    assert sorted(bins) == list(range(10))  # every tenth of the interval has its share
+    assert max(bins.values()) < 1.3 * 200
+    assert min(bins.values()) > 0.7 * 200
+
+
+def test_a_poll_that_ran_late_skips_the_slots_it_missed() -> None:
+    slot = next_slot("app", 30.0, after=0.0)
+    assert 0.0 < slot <= 30.0
+    assert next_slot("app", 30.0, after=slot) == slot + 30.0
+    assert next_slot("app", 30.0, after=slot + 95.0) == slot + 120.0
+
+
+async def test_first_discovery_is_polled_at_once_and_a_later_app_joins_at_its_phase() -> None:
+    work = FakeWork(["a1", "a2"])
+    clock = FakeClock(1000.0)
+    scheduler = rules_scheduler(work, clock)
+    assert await scheduler.run_due()
+    assert work.polled == {"a1": 1, "a2": 1}
+    assert scheduler.readiness.check(time.time()) == (True, "ready")
+    work.app_ids.append("a3")
+    clock.now += scheduler.poll.discovery_interval_seconds
+    await scheduler.run_due()
+    entry = scheduler.queue.entry(PollApp("a3"))
+    assert entry is not None and entry.due == next_slot("a3", 30.0, clock.now)
+    assert entry.due > clock.now
+    assert scheduler.readiness.check(time.time())[0]  # a new app does not unready the daemon
+
+
+async def test_an_interval_that_cannot_be_kept_is_logged_once_with_the_rate_it_needs() -> None:
+    work = FakeWork([f"a{i}" for i in range(40)])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, interval_seconds=10.0)
+    await scheduler.run_due()
+    with capture_logs() as logs:
+        clock.now += 35.0  # every app polled a whole interval late
+        await scheduler.run_due()
+        clock.now += 10.0
+        await scheduler.run_due()  # on time again
+    warnings = [e for e in logs if e["event"] == "interval_not_kept"]
+    assert len(warnings) == 1
+    assert warnings[0]["needed_calls_per_second"] == pytest.approx(40 * 1.05 / 10, abs=0.05)
+    assert warnings[0]["budget_calls_per_second"] == 20.0
+    assert [e["event"] for e in logs].count("interval_kept") == 1
+
+
+async def test_a_branch_in_flight_is_followed_at_the_active_interval_and_dropped_when_done() -> (
+    None
+):
+    work = FakeWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, active_interval_seconds=5.0)
+    await scheduler.run_due()
+    key = BranchKey("a1", "main")
+    work.watched.branches[key] = None  # type: ignore[assignment]
+    scheduler._branch_polled(key, BranchPoll(ok=True, in_flight=True), start=clock.now)
+    entry = scheduler.queue.entry(PollBranch(key))
+    assert entry is not None and (entry.due, entry.priority) == (5.0, Priority.ACTIVE)
+    # The app poll saying "changed" does not pull a followed branch forward.
+    scheduler._app_polled("a1", AppPoll(ok=True, changed=(key,)), start=clock.now)
+    assert scheduler.queue.entry(PollBranch(key)) == entry
+    scheduler._branch_polled(key, BranchPoll(ok=True, in_flight=False), start=clock.now)
+    assert key not in scheduler.followed
