@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.diff import AlertPolicy, diff
+from monitor.diff import AlertPolicy, diff, markers_lied, needs_jobs
 from monitor.model import (
     CANCELLED,
     CANCELLING,
@@ -866,3 +866,76 @@ def test_failure_that_was_not_alerted_does_not_arm_recovery() -> None:
     assert failed.alerts == ()
     assert failed.state.failing_job_id is None
     assert later.alerts == ()
+
+
+# --- the change-marker rules and the edits the caller used to make after diff -------------------
+
+
+def marked(total: int | None, active: str | None) -> Branch:
+    return Branch(KEY, "shop", active_job_id=active, total_jobs=total)
+
+
+@pytest.mark.parametrize(
+    ("branch", "state", "expected"),
+    [
+        (marked(3, "3"), None, True),  # never listed
+        (marked(3, "3"), BranchState(KEY, "shop", active_job_id="3", total_jobs=3), False),
+        (marked(4, "4"), BranchState(KEY, "shop", active_job_id="3", total_jobs=3), True),
+        (marked(3, "4"), BranchState(KEY, "shop", active_job_id="3", total_jobs=3), True),
+        (marked(None, None), BranchState(KEY, "shop"), True),  # no markers to trust
+        (
+            marked(3, "3"),
+            BranchState(KEY, "shop", unfinished={"3": RUNNING}, active_job_id="3", total_jobs=3),
+            True,  # a job still to follow
+        ),
+    ],
+    ids=["new", "unchanged", "total-moved", "active-moved", "no-markers", "unfinished"],
+)
+def test_needs_jobs_table(branch: Branch, state: BranchState | None, expected: bool) -> None:
+    assert needs_jobs(branch, state) is expected
+
+
+def test_a_followed_job_the_api_forgot_stops_being_followed_as_an_anomaly() -> None:
+    before = seen(jobs(("1", SUCCEED), ("2", RUNNING)))
+    result = diff(BRANCH, before, [], DEFAULT, vanished={"2"})  # the server let the job go
+    assert result.state.unfinished == {}
+    assert odd(result) == [("2", "job_vanished")]
+    assert not result.alerts
+
+
+def test_vanished_names_only_jobs_still_followed() -> None:
+    before = seen(jobs(("1", SUCCEED)))
+    result = diff(BRANCH, before, jobs(("1", SUCCEED)), DEFAULT, vanished={"7"})
+    assert quiet(result)
+
+
+def test_markers_ahead_of_the_listing_are_not_remembered() -> None:
+    before = diff(marked(1, "1"), None, jobs(("1", SUCCEED))).state
+    # ListBranches names job 2; the listing (a lagging replica) does not show it yet.
+    result = diff(marked(2, "2"), before, jobs(("1", SUCCEED)))
+    assert result.state.markers == (1, "1")
+    assert needs_jobs(marked(2, "2"), result.state)  # so the next poll lists it again
+
+
+def test_markers_the_listing_caught_up_with_are_remembered() -> None:
+    before = diff(marked(1, "1"), None, jobs(("1", SUCCEED))).state
+    result = diff(marked(2, "2"), before, jobs(("2", FAILED), ("1", SUCCEED)))
+    assert result.state.markers == (2, "2")
+    assert not result.unannounced  # the markers did announce it
+
+
+def test_a_new_job_behind_unchanged_markers_is_unannounced_and_still_alerted() -> None:
+    before = diff(marked(1, "1"), None, jobs(("1", SUCCEED))).state
+    result = diff(marked(1, "1"), before, jobs(("2", FAILED), ("1", SUCCEED)))
+    assert result.unannounced
+    assert alerted(result) == [("2", FAILED, "failure")]
+
+
+def test_a_sweep_that_finds_nothing_new_is_not_unannounced() -> None:
+    before = diff(marked(1, "1"), None, jobs(("1", SUCCEED))).state
+    assert not diff(marked(1, "1"), before, jobs(("1", SUCCEED))).unannounced
+
+
+def test_markers_lied_only_when_the_next_listing_still_shows_the_same_ones() -> None:
+    assert markers_lied((1, "1"), marked(1, "1"))
+    assert not markers_lied((1, "1"), marked(2, "2"))  # the job had merely started late
