@@ -142,7 +142,7 @@ class Service:
                 await edges.scheduler.run_due()
                 tg.cancel_scope.cancel()
             if progress is not None:
-                print(file=progress)
+                print(_progress_line(edges.poller), file=progress)
             readiness = edges.readiness
             if not readiness.discovered:
                 print("amplify-monitor: could not list apps (see log)", file=sys.stderr)
@@ -157,16 +157,17 @@ class Service:
             return 1 if any(s.latest and s.latest.status == FAILED for s in states) else 0
 
 
+def _progress_line(poller: Poller) -> str:
+    p = poller.watched.progress()
+    return (
+        f"\rpolling: {p.apps_listed}/{p.apps} apps listed, "
+        f"{p.branches_baselined}/{p.branches} branches read"
+    )
+
+
 async def _show_progress(poller: Poller, out: TextIO) -> None:
     while True:
-        p = poller.watched.progress()
-        print(
-            f"\rpolling: {p.apps_listed}/{p.apps} apps listed, "
-            f"{p.branches_baselined}/{p.branches} branches read",
-            end="",
-            file=out,
-            flush=True,
-        )
+        print(_progress_line(poller), end="", file=out, flush=True)
         await anyio.sleep(PROGRESS_LINE_EVERY)
 
 

@@ -246,3 +246,39 @@ async def test_a_branch_in_flight_is_followed_at_the_active_interval_and_dropped
     assert scheduler.queue.entry(PollBranch(key)) == entry
     scheduler._branch_polled(key, BranchPoll(ok=True, in_flight=False), start=clock.now)
     assert key not in scheduler.followed
+
+
+class SlowWork(FakeWork):
+    """One app's first ListBranches waits until released."""
+
+    def __init__(self, app_ids: list[str], slow: str) -> None:
+        super().__init__(app_ids)
+        self.slow = slow
+        self.release = anyio.Event()
+
+    async def poll_app(self, app_id: str) -> AppPoll:
+        if app_id == self.slow:
+            await self.release.wait()
+        return await super().poll_app(app_id)
+
+
+async def test_the_first_poll_logs_its_progress_until_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("monitor.scheduler.PROGRESS_EVERY", 0.05)
+    work = SlowWork(["a1", "a2"], slow="a2")
+    scheduler = rules_scheduler(work, FakeClock())
+    scheduler.clock = time.monotonic
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(scheduler.run)
+            await anyio.sleep(0.3)
+            work.release.set()
+            await anyio.sleep(0.3)
+            tg.cancel_scope.cancel()
+    events = [e for e in logs if e["event"] in ("baseline_progress", "ready")]
+    progress = [e for e in events if e["event"] == "baseline_progress"]
+    assert len(progress) >= 3
+    assert (progress[0]["apps_listed"], progress[0]["apps"]) == (1, 2)
+    assert [e["event"] for e in events][-1] == "ready"  # and nothing after it
+    assert [e["event"] for e in events].count("ready") == 1

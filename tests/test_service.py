@@ -6,6 +6,7 @@ clock, stepped by hand (tests/stepper.py), so every case is deterministic and fa
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from monitor.config import Settings
 from monitor.model import FAILED, BranchKey
 from monitor.scheduler import Readiness
+from monitor.service import Service
 from monitor.simulator import Faults, Fleet, ManualClock, Simulator
 from monitor.store.sqlite import SqliteStore
 from tests.conftest import make_settings
@@ -196,3 +198,15 @@ def test_readiness_needs_a_full_first_poll_and_goes_stale_after_three_intervals(
     readiness.never_polled.clear()
     assert readiness.check(1.0) == (True, "ready")
     assert readiness.check(31.0)[0] is False
+
+
+async def test_once_shows_its_progress_on_a_terminal_and_ends_with_the_full_count(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    progress, table = io.StringIO(), io.StringIO()
+    code = await Service(make_settings(sim.url, tmp_path / "state.db")).once(table, progress)
+    assert code == 0
+    lines = progress.getvalue()
+    assert lines.startswith("\rpolling: ")
+    assert lines.endswith("\rpolling: 1/1 apps listed, 3/3 branches read\n")
+    assert "release/1.0" in table.getvalue()  # the table itself stays on stdout
