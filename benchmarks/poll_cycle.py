@@ -1,15 +1,15 @@
-"""Measure what a poll costs: API calls and wall time per interval, idle and busy fleets.
+"""Measure what polling costs in API calls: the first poll, idle intervals, busy intervals.
 
 Run: .venv/bin/python benchmarks/poll_cycle.py [--apps 200] [--branches 5] [--busy 50]
-Drives the real service passes through the real aioboto3 client against the simulator on
-loopback; the simulator's own request counters are the source of the call counts.
+Drives the real scheduler, poller and aioboto3 client against the simulator on loopback, on a
+fake monotonic clock stepped a second at a time (apps come due at their phases), with an
+unlimited budget; the simulator's own request counters are the source of the call counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -20,16 +20,27 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor import config, log
-from monitor.scheduler import DISCOVER, Schedule
 from monitor.service import Service
 from monitor.simulator import Fleet, ManualClock, Simulator
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def calls(sim: Simulator) -> str:
+    return f"{sum(sim.counts.values())} calls {dict(sorted(sim.counts.items()))}"
 
 
 async def measure(apps: int, branches: int, busy: int) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    clock = ManualClock()
-    fleet = Fleet.idle(apps=apps, branches=branches, clock=clock)
+    fleet_clock = ManualClock()
+    fleet = Fleet.idle(apps=apps, branches=branches, clock=fleet_clock)
     async with Simulator(fleet) as sim:
         with tempfile.TemporaryDirectory() as tmp:
             settings = config.parse(
@@ -42,27 +53,28 @@ async def measure(apps: int, branches: int, busy: int) -> None:
                 },
                 "bench",
             )
-            service = Service(settings)
+            clock = FakeClock()
             interval = settings.poll.interval_seconds
-            async with service.edges() as (_metrics, poller, _dispatcher):
-                schedule = Schedule()
+            active = settings.poll.active_interval_seconds
+            async with Service(settings, clock=clock).edges() as edges:
+                scheduler = edges.scheduler
+
+                async def run(seconds: float) -> float:
+                    started = time.perf_counter()
+                    for _ in range(round(seconds)):
+                        clock.now += 1.0
+                        await scheduler.run_due()
+                    return time.perf_counter() - started
+
                 started = time.perf_counter()
-                await service.run_pass(poller, schedule, [DISCOVER], now=0.0)
+                await scheduler.run_due()
                 baseline = time.perf_counter() - started
-                print(f"fleet: {apps} apps x {branches} branches = {len(poller.branches)} branches")
-                print(
-                    f"baseline pass: {baseline:.2f} s, {sum(sim.counts.values())} calls {dict(sim.counts)}"
-                )
+                print(f"fleet: {apps} apps x {branches} branches = {len(edges.poller.branches)}")
+                print(f"first poll: {baseline:.2f} s, {calls(sim)}")
 
                 sim.reset_counts()
-                started = time.perf_counter()
-                await service.run_pass(
-                    poller, schedule, [DISCOVER, *schedule.pop_due(interval)], now=interval
-                )
-                idle = time.perf_counter() - started
-                print(
-                    f"idle interval: {idle:.2f} s, {sum(sim.counts.values())} calls {dict(sim.counts)}"
-                )
+                idle = await run(10 * interval)
+                print(f"ten idle intervals ({interval:g} s): {idle:.2f} s, {calls(sim)}")
 
                 app_ids = [a.app_id for a in fleet.apps()]
                 for i in range(busy):
@@ -73,24 +85,13 @@ async def measure(apps: int, branches: int, busy: int) -> None:
                         branch,
                         durations={"PENDING": 30, "PROVISIONING": 30, "RUNNING": 600},
                     )
-                clock.advance(1)
+                fleet_clock.advance(1)
                 sim.reset_counts()
-                now = 2 * interval
-                started = time.perf_counter()
-                await service.run_pass(poller, schedule, schedule.pop_due(now), now=now)
-                print(
-                    f"interval with {busy} new jobs: {time.perf_counter() - started:.2f} s, {sum(sim.counts.values())} calls {dict(sim.counts)}"
-                )
-                active = settings.poll.active_interval_seconds
+                await run(interval)
+                print(f"the interval in which {busy} jobs start: {calls(sim)}")
                 sim.reset_counts()
-                now += active
-                started = time.perf_counter()
-                await service.run_pass(poller, schedule, schedule.pop_due(now), now=now)
-                print(
-                    f"active interval ({active:g} s) with {busy} running jobs: {time.perf_counter() - started:.2f} s, {sum(sim.counts.values())} calls {dict(sim.counts)}"
-                )
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS (daemon pieces and simulator in one process): {rss:.0f} MiB")
+                await run(active)
+                print(f"an active interval ({active:g} s) with {busy} jobs running: {calls(sim)}")
 
 
 def main() -> None:
