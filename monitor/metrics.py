@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -31,6 +32,7 @@ from monitor.model import (
 )
 
 TERMINAL = (SUCCEED, FAILED, CANCELLED)
+SLICE = 500  # branches per slice of a per-branch family at scrape time
 NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
 # The scheduler's priorities, created up front so dashboards see zeros before the first lag.
 PRIORITIES = ("enrich", "active", "changed", "app", "sweep", "discovery")
@@ -94,72 +96,110 @@ class BranchSeries(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, for the registry's duplicate check (no samples to build)."""
-        yield from self._families()
+        for make in _FAMILIES:
+            yield make()
 
     def collect(self) -> Iterator[Metric]:
-        # One family at a time, so a scrape holds one family's samples, not all of them. The
-        # scrape runs on the event loop's thread, as every apply does: nothing mutates the dict
-        # while it is iterated.
-        status, transitions, finished, duration, success = self._families()
-        branches = self._branches.items()
-        for key, b in branches:
-            if b.status is not None:
-                for s in KNOWN_STATUSES:
-                    status.add_metric(
-                        (key.app_id, b.app_name, key.branch, s), 1.0 if s == b.status else 0.0
-                    )
-                if b.status not in KNOWN_STATUSES:
-                    status.add_metric((key.app_id, b.app_name, key.branch, b.status), 1.0)
-        yield status
-        for key, b in branches:
-            for (from_status, to_status), count in b.transitions.items():
-                transitions.add_metric((key.app_id, key.branch, from_status, to_status), count)
-        yield transitions
-        for key, b in branches:
-            # Zero until the first one: increase() cannot see a series' first sample, so a
-            # branch's first failure would otherwise be invisible to rules and dashboards.
-            counts = dict.fromkeys(TERMINAL, 0)
-            for (_, to_status), count in b.transitions.items():
-                if to_status in counts:
-                    counts[to_status] += count
-            for s, count in counts.items():
-                finished.add_metric((key.app_id, key.branch, s), count)
-        yield finished
-        for key, b in branches:
-            if b.last_duration is not None:
-                duration.add_metric((key.app_id, key.branch), b.last_duration)
-        yield duration
-        for key, b in branches:
-            if b.last_success is not None:
-                success.add_metric((key.app_id, key.branch), b.last_success)
-        yield success
+        """Each family in slices of SLICE branches: a scrape holds one slice's samples at a
+        time, and `/metrics` writes (and yields the event loop) between slices. The branches
+        are listed first, since a poll may add or drop one between two slices."""
+        branches = list(self._branches.items())
+        for make, fill in zip(_FAMILIES, _SAMPLES, strict=True):
+            for start in range(0, max(1, len(branches)), SLICE):
+                family = make()
+                for key, branch in branches[start : start + SLICE]:
+                    fill(family, key, branch)
+                yield family
 
-    @staticmethod
-    def _families() -> tuple[
-        GaugeMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-    ]:
-        branch = ("app_id", "branch")
-        return (
-            GaugeMetricFamily(
-                "amplify_job_status",
-                STATUS_HELP,
-                labels=("app_id", "app_name", "branch", "status"),
-            ),
-            CounterMetricFamily(
-                "amplify_job_transitions",
-                TRANSITIONS_HELP,
-                labels=(*branch, "from_status", "to_status"),
-            ),
-            CounterMetricFamily("amplify_jobs_finished", FINISHED_HELP, labels=(*branch, "status")),
-            GaugeMetricFamily("amplify_job_last_duration_seconds", DURATION_HELP, labels=branch),
-            GaugeMetricFamily(
-                "amplify_branch_last_success_timestamp_seconds", SUCCESS_HELP, labels=branch
-            ),
-        )
+
+_BRANCH = ("app_id", "branch")
+
+
+def _status_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "amplify_job_status", STATUS_HELP, labels=("app_id", "app_name", "branch", "status")
+    )
+
+
+def _transitions_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "amplify_job_transitions", TRANSITIONS_HELP, labels=(*_BRANCH, "from_status", "to_status")
+    )
+
+
+def _finished_family() -> CounterMetricFamily:
+    return CounterMetricFamily("amplify_jobs_finished", FINISHED_HELP, labels=(*_BRANCH, "status"))
+
+
+def _duration_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("amplify_job_last_duration_seconds", DURATION_HELP, labels=_BRANCH)
+
+
+def _success_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "amplify_branch_last_success_timestamp_seconds", SUCCESS_HELP, labels=_BRANCH
+    )
+
+
+def _status_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
+    if b.status is None:
+        return
+    for s in KNOWN_STATUSES:
+        family.add_metric((key.app_id, b.app_name, key.branch, s), 1.0 if s == b.status else 0.0)
+    if b.status not in KNOWN_STATUSES:
+        family.add_metric((key.app_id, b.app_name, key.branch, b.status), 1.0)
+
+
+def _transition_samples(family: CounterMetricFamily, key: BranchKey, b: _Branch) -> None:
+    for (from_status, to_status), count in b.transitions.items():
+        family.add_metric((key.app_id, key.branch, from_status, to_status), count)
+
+
+def _finished_samples(family: CounterMetricFamily, key: BranchKey, b: _Branch) -> None:
+    # Zero until the first one: increase() cannot see a series' first sample, so a branch's
+    # first failure would otherwise be invisible to rules and dashboards.
+    counts = dict.fromkeys(TERMINAL, 0)
+    for (_, to_status), count in b.transitions.items():
+        if to_status in counts:
+            counts[to_status] += count
+    for s, count in counts.items():
+        family.add_metric((key.app_id, key.branch, s), count)
+
+
+def _duration_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
+    if b.last_duration is not None:
+        family.add_metric((key.app_id, key.branch), b.last_duration)
+
+
+def _success_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
+    if b.last_success is not None:
+        family.add_metric((key.app_id, key.branch), b.last_success)
+
+
+_FAMILIES: tuple[Callable[[], Metric], ...] = (
+    _status_family,
+    _transitions_family,
+    _finished_family,
+    _duration_family,
+    _success_family,
+)
+_SAMPLES: tuple[Callable[[Any, BranchKey, _Branch], None], ...] = (
+    _status_samples,
+    _transition_samples,
+    _finished_samples,
+    _duration_samples,
+    _success_samples,
+)
+
+
+class _One:
+    """One metric family posing as a registry, for `generate_latest`."""
+
+    def __init__(self, family: Metric) -> None:
+        self._family = family
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family
 
 
 class Metrics:
@@ -280,8 +320,19 @@ class Metrics:
     def slack_request(self, seconds: float) -> None:
         self.slack_duration.observe(seconds)
 
+    def render_chunks(self) -> Iterator[bytes]:
+        """The exposition, family slice by family slice. A slice that continues the family
+        before it drops its HELP and TYPE lines: the text format allows one of each per name."""
+        previous = None
+        for family in self.registry.collect():
+            text = generate_latest(cast(CollectorRegistry, _One(family)))
+            if family.name == previous:
+                text = text.split(b"\n", 2)[2]
+            previous = family.name
+            yield text
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return b"".join(self.render_chunks())
 
 
 @asynccontextmanager
@@ -293,8 +344,15 @@ async def serve(
 ) -> AsyncIterator[int]:
     """Serve /metrics, /healthz and /readyz; yields the bound port (useful with port 0)."""
 
-    async def handle_metrics(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def handle_metrics(request: web.Request) -> web.StreamResponse:
+        # Streamed slice by slice: a large fleet's exposition is tens of MB, which would
+        # otherwise be built whole in memory and block the event loop while it is.
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        await response.prepare(request)
+        for chunk in metrics.render_chunks():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
     async def handle_health(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -367,3 +367,54 @@ def test_schedule_lag_is_bucketed_and_a_negative_lag_counts_as_zero() -> None:
         "300.0",
         "+Inf",
     ]
+
+
+def test_a_fleet_larger_than_one_slice_has_one_help_and_type_per_family_and_every_series() -> None:
+    metrics = Metrics()
+    branches = 1234  # more than two slices of SLICE
+    for i in range(branches):
+        key = BranchKey(f"d{i:04d}", "main")
+        failed = job(str(i), "FAILED")
+        metrics.apply(
+            BranchState(key, "shop", latest=failed, last_success_time=T0),
+            (Transition(key, failed, "RUNNING", "FAILED"),),
+        )
+    text = metrics.render().decode()
+    lines = text.splitlines()
+    for name in (
+        "amplify_job_status",
+        "amplify_jobs_finished_total",
+        "amplify_job_transitions_total",
+    ):
+        assert sum(1 for line in lines if line.startswith(f"# TYPE {name} ")) == 1
+        assert sum(1 for line in lines if line.startswith(f"# HELP {name} ")) == 1
+    status = [line for line in lines if line.startswith("amplify_job_status{")]
+    assert len(status) == branches * 8
+    # Each family's samples stay together, as the text format requires.
+    names = [
+        line.split("{")[0]
+        for line in lines
+        if line.startswith(("amplify_job", "amplify_branch"))  # the per-branch families
+    ]
+    firsts = {n: names.index(n) for n in set(names)}
+    lasts = {n: len(names) - 1 - names[::-1].index(n) for n in set(names)}
+    for n in set(names):
+        assert names[firsts[n] : lasts[n] + 1] == [n] * (lasts[n] - firsts[n] + 1)
+
+
+async def test_metrics_endpoint_streams_the_same_exposition_as_render() -> None:
+    import aiohttp
+
+    from monitor.metrics import serve
+
+    metrics = Metrics()
+    for i in range(700):
+        metrics.apply(BranchState(BranchKey(f"d{i}", "main"), "shop", latest=job("1", "RUNNING")))
+    async with (
+        serve(metrics, "127.0.0.1", 0, lambda: (True, "ready")) as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        body = await response.read()
+        assert response.headers["Content-Type"].startswith("text/plain")
+    assert body == metrics.render()
