@@ -209,11 +209,16 @@ class Scheduler:
                 ok = self._discovered(await _guarded(self.work.discover(), Discovery(False)), start)
             elif isinstance(task, PollApp):
                 self._check_pace(lag)
-                result = await _guarded(self.work.poll_app(task.app_id), AppPoll(False))
+                result = await _guarded(
+                    self.work.poll_app(task.app_id), AppPoll(False), app_id=task.app_id
+                )
                 ok = self._app_polled(task.app_id, result, start)
             else:
                 polled = await _guarded(
-                    self.work.poll_branch(task.key, entry.priority), BranchPoll(False)
+                    self.work.poll_branch(task.key, entry.priority),
+                    BranchPoll(False),
+                    app_id=task.key.app_id,
+                    branch=task.key.branch,
                 )
                 ok = self._branch_polled(task.key, polled, start)
         finally:
@@ -324,10 +329,10 @@ class Scheduler:
         _log.info("ready", branches=p.branches, apps=p.apps)
 
 
-async def _guarded(work: Awaitable[R], failed: R) -> R:
+async def _guarded(work: Awaitable[R], failed: R, **context: str) -> R:
     """A bug or a store fault in one unit is logged and tried again later, never fatal."""
     try:
         return await work
     except Exception:
-        _log.exception("poll_unit_crashed")
+        _log.exception("poll_unit_crashed", **context)
         return failed

@@ -282,3 +282,34 @@ async def test_the_first_poll_logs_its_progress_until_ready(
     assert (progress[0]["apps_listed"], progress[0]["apps"]) == (1, 2)
     assert [e["event"] for e in events][-1] == "ready"  # and nothing after it
     assert [e["event"] for e in events].count("ready") == 1
+
+
+class CrashingWork(FakeWork):
+    """An app whose poll raises (a bug, a store fault) on its first try."""
+
+    def __init__(self, app_ids: list[str], crashing: str) -> None:
+        super().__init__(app_ids)
+        self.crashing = crashing
+
+    async def poll_app(self, app_id: str) -> AppPoll:
+        if app_id == self.crashing and not self.polled[app_id]:
+            self.polled[app_id] += 1
+            raise RuntimeError("store is on fire")
+        return await super().poll_app(app_id)
+
+
+async def test_a_crashing_unit_is_logged_and_tried_again_at_its_next_slot() -> None:
+    work = CrashingWork(["a1", "a2"], crashing="a2")
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock)
+    with capture_logs() as logs:
+        assert await scheduler.run_due()  # a1 and discovery went well
+    crashes = [e for e in logs if e["event"] == "poll_unit_crashed"]
+    assert [e["app_id"] for e in crashes] == ["a2"]
+    assert scheduler.readiness.never_polled == {"a2"}
+    entry = scheduler.queue.entry(PollApp("a2"))
+    assert entry is not None and entry.due == next_slot("a2", 30.0, 0.0)
+    clock.now = entry.due
+    await scheduler.run_due()
+    assert work.polled["a2"] == 2
+    assert scheduler.readiness.never_polled == set()
