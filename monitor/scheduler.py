@@ -314,17 +314,21 @@ class Scheduler:
     # --- progress ---------------------------------------------------------------------------
 
     async def _report_progress(self) -> None:
-        """Until ready, a line every 10 s: a first poll over a large fleet takes minutes."""
+        """Until ready, a line every 10 s (a first poll over a large fleet takes minutes);
+        then one line as soon as it is ready."""
+        last = self.clock()
         while not self.readiness.check(self.wall())[0]:
-            await anyio.sleep(PROGRESS_EVERY)
-            p = self.work.watched.progress()
-            _log.info(
-                "baseline_progress",
-                branches_baselined=p.branches_baselined,
-                branches=p.branches,
-                apps_listed=p.apps_listed,
-                apps=p.apps,
-            )
+            await anyio.sleep(min(1.0, PROGRESS_EVERY))
+            if self.clock() - last >= PROGRESS_EVERY:
+                last = self.clock()
+                p = self.work.watched.progress()
+                _log.info(
+                    "baseline_progress",
+                    branches_baselined=p.branches_baselined,
+                    branches=p.branches,
+                    apps_listed=p.apps_listed,
+                    apps=p.apps,
+                )
         p = self.work.watched.progress()
         _log.info("ready", branches=p.branches, apps=p.apps)
 
