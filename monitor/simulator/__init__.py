@@ -18,6 +18,8 @@ from monitor.simulator.fleet import (
     Script,
     StepState,
     Upload,
+    Workload,
+    lasting,
     wall_clock,
 )
 from monitor.simulator.server import Simulator, load_model
@@ -38,6 +40,8 @@ __all__ = [
     "StepState",
     "Upload",
     "Verdict",
+    "Workload",
+    "lasting",
     "load_model",
     "wall_clock",
 ]

@@ -261,6 +261,53 @@ _FAIL_REASONS = {
 }
 
 
+@dataclass(frozen=True)
+class Workload:
+    """Seeded jobs for benchmarks: on average `starts_per_minute` jobs per branch a minute, as one
+    Poisson stream over the fleet (spread out, never a burst), each lasting a uniform `seconds`
+    from start to end; `failed` and `cancelled` are the shares of those outcomes. A branch with a
+    job in flight starts no other: another, idle branch gets the job."""
+
+    starts_per_minute: float = 0.05
+    seconds: tuple[float, float] = (10.0, 40.0)
+    failed: float = 0.2
+    cancelled: float = 0.05
+
+    def __post_init__(self) -> None:
+        low, high = self.seconds
+        if self.starts_per_minute <= 0:
+            raise ValueError("starts_per_minute must be positive")
+        if not 0 < low <= high:
+            raise ValueError("seconds must be a range (low, high) with 0 < low <= high")
+        if self.failed < 0 or self.cancelled < 0 or self.failed + self.cancelled > 1:
+            raise ValueError("failed and cancelled must be shares that add up to at most 1")
+
+
+@dataclass
+class _WorkloadRun:
+    workload: Workload
+    rng: random.Random
+    branches: list[tuple[str, Branch]]
+    next_at: float
+    until: float
+    jobs: list[tuple[str, str, Job]] = field(default_factory=list)
+
+
+def lasting(seconds: float, script: Script) -> Durations:
+    """Durations that make a job following `script` end exactly `seconds` after it starts."""
+    queued = seconds / 10  # each of PENDING and PROVISIONING (and CANCELLING, when it applies)
+    rest = seconds - 2 * queued
+    if script.outcome == FAILED:
+        # RUNNING is split over the steps; the job ends with its failing step.
+        running = rest * len(STEPS) / (STEPS.index(script.fail_step) + 1)
+    elif script.outcome == CANCELLED:
+        # Stopped halfway through RUNNING, then CANCELLING for `queued` seconds.
+        running = 2 * (rest - queued)
+    else:
+        running = rest
+    return Durations(queued, queued, running, queued)
+
+
 @dataclass
 class _Traffic:
     """The demo's background activity: a seeded schedule of jobs, replayed as the clock moves."""
@@ -292,6 +339,7 @@ class Fleet:
         self._seq = 0
         self._uploads: dict[str, tuple[Job, Upload]] = {}
         self._traffic: _Traffic | None = None
+        self._workload: _WorkloadRun | None = None
 
     def now(self) -> float:
         return self.clock()
@@ -488,9 +536,27 @@ class Fleet:
 
     # -- background traffic ---------------------------------------------------------------
 
+    def start_workload(self, workload: Workload, seconds: float, *, seed: int = 0) -> None:
+        """Start `workload` now, over the branches that exist now; it starts jobs for `seconds`.
+        Replayed by `tick()` like the demo traffic, so the same seed gives the same jobs."""
+        rng = random.Random(seed)
+        branches = [(a.app_id, b) for a in self._apps.values() for b in a.branches.values()]
+        if not branches:
+            raise ValueError("the fleet has no branches")
+        now = self.now()
+        run = _WorkloadRun(workload, rng, branches, now, now + seconds)
+        run.next_at = now + self._workload_gap(run)
+        self._workload = run
+
+    def workload_jobs(self) -> list[tuple[str, str, Job]]:
+        """(app_id, branch, job) for every job the workload started so far, oldest first."""
+        self.tick()
+        return list(self._workload.jobs) if self._workload is not None else []
+
     def tick(self) -> None:
-        """Replay the demo traffic schedule up to now. Jobs are back-dated to their slot, so the
-        outcome depends only on the clock, not on how often anyone calls this."""
+        """Replay the demo traffic and the workload up to now. Jobs are back-dated to their slot,
+        so the outcome depends only on the clock, not on how often anyone calls this."""
+        self._tick_workload()
         traffic = self._traffic
         if traffic is None:
             return
@@ -513,6 +579,41 @@ class Fleet:
             script = _random_script(traffic.rng)
             job_type = traffic.rng.choice(("WEB_HOOK", "WEB_HOOK", "RELEASE"))
             self._new_job(b, script, job_type, at=at)
+
+    def _workload_gap(self, run: _WorkloadRun) -> float:
+        per_second = run.workload.starts_per_minute * len(run.branches) / 60.0
+        return run.rng.expovariate(per_second)
+
+    def _tick_workload(self) -> None:
+        run = self._workload
+        if run is None:
+            return
+        now = self.clock()
+        while run.next_at <= now and run.next_at < run.until:
+            at = run.next_at
+            run.next_at += self._workload_gap(run)
+            app_id, branch = run.rng.choice(run.branches)
+            script = self._workload_script(run)
+            if _busy(branch, at):
+                idle = [(a, b) for a, b in run.branches if not _busy(b, at)]
+                if not idle:
+                    continue
+                app_id, branch = run.rng.choice(idle)
+            job = self._new_job(branch, script, "WEB_HOOK", at=at)
+            run.jobs.append((app_id, branch.name, job))
+
+    def _workload_script(self, run: _WorkloadRun) -> Script:
+        w, rng = run.workload, run.rng
+        roll = rng.random()
+        seconds = rng.uniform(*w.seconds)
+        step = rng.choices(STEPS, weights=(6, 3, 1))[0]
+        if roll < w.failed:
+            script = Script(FAILED, step, rng.choice(_FAIL_REASONS[step]))
+        elif roll < w.failed + w.cancelled:
+            script = Script(CANCELLED)
+        else:
+            script = Script(SUCCEED)
+        return Script(script.outcome, script.fail_step, script.reason, lasting(seconds, script))
 
     # -- factories ------------------------------------------------------------------------
 
@@ -623,6 +724,11 @@ class Fleet:
             job.begin(at, script, job.durations)
         branch.jobs.append(job)
         return job
+
+
+def _busy(branch: Branch, at: float) -> bool:
+    latest = branch.latest
+    return latest is not None and is_unfinished(latest.status(at))
 
 
 def _random_script(rng: random.Random) -> Script:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from monitor.simulator import Faults, Fleet, Simulator
+from monitor.simulator import Faults, Fleet, ManualClock, Simulator
 
 if TYPE_CHECKING:
     from types_aiobotocore_amplify.client import AmplifyClient
@@ -128,3 +128,89 @@ def test_fault_rules_reject_nonsense() -> None:
         faults.throttle(probability=0)
     with pytest.raises(ValueError, match="status"):
         faults.error(status=502)
+
+
+async def _outcomes(client: AmplifyClient, calls: int) -> list[str]:
+    outcomes = []
+    for _ in range(calls):
+        try:
+            await client.list_apps()
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(str(exc.response["Error"]["Code"]))
+    return outcomes
+
+
+async def test_quota_throttles_beyond_its_burst_and_refills_at_its_rate(
+    sim: Simulator, clock: ManualClock, client: AmplifyClient
+) -> None:
+    sim.faults = Faults(clock=clock)
+    sim.faults.quota(2, burst=3)
+    throttled = "LimitExceededException"
+    assert await _outcomes(client, 4) == ["ok", "ok", "ok", throttled]
+    # Half a second at 2 a second is one token; the throttled call above took none.
+    clock.advance(0.5)
+    assert await _outcomes(client, 2) == ["ok", throttled]
+    # A long pause fills the bucket up to its burst, no further.
+    clock.advance(60)
+    assert await _outcomes(client, 4) == ["ok", "ok", "ok", throttled]
+    assert sim.faults.throttled == 3
+    assert sim.faults.errors == {("ListApps", throttled): 3}
+    assert sim.counts["ListApps"] == 10
+
+
+async def test_quota_is_one_budget_for_every_operation_unless_scoped(
+    fleet: Fleet, sim: Simulator, clock: ManualClock, client: AmplifyClient
+) -> None:
+    app_id = fleet.add_app("shop")
+    fleet.add_branch(app_id, "main")
+    sim.faults = Faults(clock=clock)
+    sim.faults.quota(1)
+    await client.list_apps()
+    with pytest.raises(ClientError) as exc:
+        await client.list_branches(appId=app_id)
+    assert _error(exc) == ("LimitExceededException", 429)
+
+    sim.faults.clear()
+    sim.faults.quota(1, op="ListJobs")
+    await client.list_jobs(appId=app_id, branchName="main")
+    with pytest.raises(ClientError):
+        await client.list_jobs(appId=app_id, branchName="main")
+    for _ in range(3):
+        await client.list_branches(appId=app_id)
+
+
+async def test_latency_still_applies_to_calls_a_quota_refuses(
+    sim: Simulator, clock: ManualClock, client: AmplifyClient
+) -> None:
+    sim.faults = Faults(clock=clock)
+    sim.faults.quota(1)
+    sim.faults.latency(0.2)
+    await client.list_apps()
+    began = time.monotonic()
+    with pytest.raises(ClientError):
+        await client.list_apps()
+    assert time.monotonic() - began >= 0.2
+
+
+async def test_every_injected_error_is_counted_by_operation_and_code(
+    faults: Faults, client: AmplifyClient
+) -> None:
+    faults.throttle("ListApps", times=2)
+    faults.error("GetApp", status=503, times=1)
+    await _outcomes(client, 3)
+    with pytest.raises(ClientError):
+        await client.get_app(appId="d123")
+    assert faults.errors == {
+        ("ListApps", "LimitExceededException"): 2,
+        ("GetApp", "DependentServiceFailureException"): 1,
+    }
+    assert faults.throttled == 2
+
+
+def test_quota_rejects_nonsense() -> None:
+    faults = Faults()
+    with pytest.raises(ValueError, match="rate"):
+        faults.quota(0)
+    with pytest.raises(ValueError, match="burst"):
+        faults.quota(5, burst=0.5)
