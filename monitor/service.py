@@ -53,9 +53,7 @@ class Running:
     """What a started service exposes to its caller (tests, demo)."""
 
     metrics_port: int
-    metrics: Metrics
-    poller: Poller
-    readiness: Readiness
+    edges: Edges
 
 
 class Service:
@@ -123,7 +121,7 @@ class Service:
                     )
                     await tg.start(edges.dispatcher.run)
                     await tg.start(edges.scheduler.run)
-                    task_status.started(Running(port, edges.metrics, edges.poller, readiness))
+                    task_status.started(Running(port, edges))
             finally:
                 # A held digest would otherwise wait for the next start; bounded so that a
                 # stop still completes within the promised 5 s even when Slack is down.
