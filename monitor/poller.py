@@ -242,6 +242,8 @@ class Poller:
         if result.unannounced:
             self._suspects[key] = branch.markers
         alerts = [await self._enrich(a) for a in result.alerts]
+        if key not in self.watched.branches:
+            return BranchPoll(ok=True)  # its app's listing dropped it meanwhile: keep nothing
         # Saved (with its alerts) before anyone is told: a crash now loses nothing, and a
         # replayed save cannot enqueue an alert twice.
         await self.store.save(result.state, alerts)
