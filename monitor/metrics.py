@@ -35,7 +35,7 @@ TERMINAL = (SUCCEED, FAILED, CANCELLED)
 SLICE = 500  # branches per slice of a per-branch family at scrape time
 NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
 # The scheduler's priorities, created up front so dashboards see zeros before the first lag.
-PRIORITIES = ("enrich", "active", "changed", "app", "sweep", "discovery")
+PRIORITIES = tuple(p.label for p in Priority)
 
 STATUS_HELP = "1 for the status of the branch's latest job, 0 for the other statuses."
 TRANSITIONS_HELP = "Job status transitions seen."
@@ -226,7 +226,7 @@ class Metrics:
         )
         self.poll_cycle = Histogram(
             "amplify_monitor_poll_cycle_duration_seconds",
-            "Duration of one scheduler pass over the due apps and branches.",
+            "Duration of one poll task: an app's ListBranches, a branch's ListJobs, or discovery.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=r,
         )

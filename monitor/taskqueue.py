@@ -103,6 +103,3 @@ class TaskQueue(Generic[T]):
         while self._timers and not self._valid(self._timers[0][2], self._timers[0][1]):
             heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
-
-    def count(self, priority: Priority) -> int:
-        return sum(1 for e in self._entries.values() if e.priority is priority)
