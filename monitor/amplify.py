@@ -2,6 +2,10 @@
 
 Owns pagination (incremental for ListJobs), pacing and concurrency limits, per-call metrics,
 and mapping botocore errors to four exception types the rest of the code can act on.
+
+Pacing is per HTTP attempt, not per call: botocore retries a throttled or failed call by itself,
+and each retry spends the same API budget, so the pacer is asked from botocore's own
+`before-send` event and told of each throttle from `needs-retry`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +99,26 @@ def _map_client_error(operation: str, exc: ClientError) -> AmplifyError:
     return Transient(operation, message, code)
 
 
+@dataclass
+class _Attempts:
+    """What the attempts of one call share: its priority, and the time they waited for tokens."""
+
+    priority: Priority
+    waited: float = 0.0
+
+
+# Set around each call; botocore's event handlers run in the calling task, so they see it.
+_CALL: ContextVar[_Attempts | None] = ContextVar("amplify_call", default=None)
+
+
+def _is_throttle(response: Any) -> bool:
+    if not isinstance(response, tuple) or len(response) != 2:
+        return False
+    http, parsed = response
+    code = str((parsed or {}).get("Error", {}).get("Code", "")) if isinstance(parsed, dict) else ""
+    return code in _THROTTLE_CODES or getattr(http, "status_code", 0) == 429
+
+
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -161,6 +187,26 @@ class AmplifyClient:
         self.pacer = pacer
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._clock = clock
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:
+            events.register("before-send.amplify", self._pace_attempt)
+            events.register("needs-retry.amplify", self._attempt_answered)
+
+    async def _pace_attempt(self, **_: Any) -> None:
+        """Every HTTP attempt, retries included, waits for a token at its call's priority.
+        Returns None: a value here would stand in for the HTTP response."""
+        call = _CALL.get()
+        priority = call.priority if call else Priority.ENRICH
+        waited = await self.pacer.acquire(priority)
+        self._observer.budget_wait(priority, waited)
+        if call:
+            call.waited += waited
+
+    def _attempt_answered(self, response: Any = None, **_: Any) -> None:
+        """Each throttled attempt halves the rate, also the ones botocore then retries.
+        Returns None: a value here would decide botocore's retry."""
+        if _is_throttle(response):
+            self.pacer.throttled()
 
     @classmethod
     @asynccontextmanager
@@ -204,8 +250,8 @@ class AmplifyClient:
         self, operation: str, method: str, priority: Priority = Priority.ENRICH, **params: Any
     ) -> dict[str, Any]:
         async with self._limiter:
-            waited = await self.pacer.acquire(priority)
-            self._observer.budget_wait(priority, waited)
+            attempts = _Attempts(priority)
+            token = _CALL.set(attempts)
             started = self._clock()
             outcome = "ok"
             try:
@@ -215,8 +261,6 @@ class AmplifyClient:
             except ClientError as exc:
                 error = _map_client_error(operation, exc)
                 outcome = error.outcome
-                if isinstance(error, Throttled):
-                    self.pacer.throttled()
                 raise error from None
             except NoCredentialsError as exc:
                 outcome = "unauthorized"
@@ -225,7 +269,10 @@ class AmplifyClient:
                 outcome = "error"
                 raise Transient(operation, f"{type(exc).__name__}: {exc}") from None
             finally:
-                self._observer.api_request(operation, outcome, self._clock() - started)
+                _CALL.reset(token)
+                # The call's own time: waits for the budget are reported apart, as budget_wait.
+                elapsed = self._clock() - started - attempts.waited
+                self._observer.api_request(operation, outcome, max(0.0, elapsed))
 
     async def list_apps(self, priority: Priority = Priority.ENRICH) -> list[App]:
         apps: list[App] = []
