@@ -154,6 +154,47 @@ class StateSettings(_Section):
         return self
 
 
+_QUEUE_URL = re.compile(
+    r"^https?://(?P<host>[^/]+)/(?P<account>[0-9]{12})/(?P<name>[A-Za-z0-9_-]{1,80}(\.fifo)?)$"
+)
+# sqs.<region>.amazonaws.com today; <region>.queue.amazonaws.com in older URLs.
+_SQS_HOST = re.compile(
+    r"^(sqs\.(?P<region>[a-z0-9-]+)|(?P<legacy>[a-z0-9-]+)\.queue)\.amazonaws\.com(\.cn)?$"
+)
+
+
+class EventsSettings(_Section):
+    """Push mode: Amplify's EventBridge events, delivered to an SQS queue."""
+
+    sqs_queue_url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @field_validator("sqs_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str) -> str:
+        if not _QUEUE_URL.match(value):
+            raise ValueError(
+                f"{value!r} is not an SQS queue URL "
+                "(https://sqs.<region>.amazonaws.com/<account id>/<queue name>)"
+            )
+        return value
+
+    @property
+    def queue_name(self) -> str:
+        return self.sqs_queue_url.rsplit("/", 1)[1]
+
+    def queue_region(self, default: str) -> str:
+        """`region` if set, else the region in the queue URL's host, else `default`."""
+        if self.region:
+            return self.region
+        match = _QUEUE_URL.match(self.sqs_queue_url)
+        host = _SQS_HOST.match(match.group("host")) if match else None
+        if host is None:
+            return default
+        return str(host.group("region") or host.group("legacy"))
+
+
 class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -167,6 +208,7 @@ class Settings(_Section):
     slack: SlackSettings | None = None
     metrics: MetricsSettings = MetricsSettings()
     state: StateSettings = StateSettings()
+    events: EventsSettings | None = None
     log: LogSettings = LogSettings()
 
     def effective_targets(self) -> tuple[Target, ...]:

@@ -36,6 +36,7 @@ SLICE = 500  # branches per slice of a per-branch family at scrape time
 NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
 # The scheduler's priorities, created up front so dashboards see zeros before the first lag.
 PRIORITIES = tuple(p.label for p in Priority)
+EVENT_OUTCOMES = ("refreshed", "ignored", "malformed", "unknown_branch")
 
 STATUS_HELP = "1 for the status of the branch's latest job, 0 for the other statuses."
 TRANSITIONS_HELP = "Job status transitions seen."
@@ -275,6 +276,28 @@ class Metrics:
         )
         for priority in PRIORITIES:
             self.lag.labels(priority)
+        self.events = Counter(
+            "amplify_monitor_events",
+            "Amplify events read from SQS, by outcome (refreshed, ignored, malformed, "
+            "unknown_branch).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(outcome)
+        self.event_lag = Histogram(
+            "amplify_monitor_event_lag_seconds",
+            "From an Amplify event's time to its branch refreshed (job ends; a STARTED waits "
+            "for the active interval on purpose and is not counted).",
+            buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.sqs_requests = Counter(
+            "amplify_monitor_sqs_requests",
+            "SQS calls made for push mode, by operation and outcome.",
+            ["operation", "outcome"],
+            registry=r,
+        )
 
     # --- domain view -------------------------------------------------------------------------
 
@@ -310,6 +333,14 @@ class Metrics:
         # An alert's GetJob is not a scheduled task; its wait for the API budget is its lag.
         if priority is Priority.ENRICH:
             self.schedule_lag(priority.label, seconds)
+
+    def event(self, outcome: str, lag_seconds: float | None) -> None:
+        self.events.labels(outcome).inc()
+        if lag_seconds is not None:
+            self.event_lag.observe(lag_seconds)
+
+    def sqs_request(self, operation: str, outcome: str, seconds: float) -> None:
+        self.sqs_requests.labels(operation, outcome).inc()
 
     def alert(self, status: str, outcome: str) -> None:
         self.alerts.labels(status, outcome).inc()

@@ -78,11 +78,12 @@ class Priority(IntEnum):
     ListBranches."""
 
     ENRICH = 0  # the GetJob that adds the failed step to an alert
-    ACTIVE = 1  # ListJobs of a branch with a job in flight (its active interval)
-    CHANGED = 2  # ListJobs of a branch whose ListBranches markers moved (or never listed)
-    APP = 3  # ListBranches of an app (its interval)
-    SWEEP = 4  # ListJobs that tests markers which said "no news"
-    DISCOVERY = 5  # ListApps
+    EVENT = 1  # the refresh an Amplify event asked for (push mode)
+    ACTIVE = 2  # ListJobs of a branch with a job in flight (its active interval)
+    CHANGED = 3  # ListJobs of a branch whose ListBranches markers moved (or never listed)
+    APP = 4  # ListBranches of an app (its interval)
+    SWEEP = 5  # ListJobs that tests markers which said "no news"
+    DISCOVERY = 6  # ListApps
 
     @property
     def label(self) -> str:

@@ -4,6 +4,7 @@ Continuous, not in passes: each of `poll.max_concurrency` workers takes the most
 whenever it is free, so a slow or hung call holds one worker, never the fleet. Apps are spread
 over the interval by a stable phase from their id; branches with a job in flight are followed at
 the active interval; when the API budget cannot keep up, the lowest priorities stretch first.
+Work can also be asked for from outside (`refresh`: an Amplify event says "look now").
 Also owns readiness and the progress of the first full poll.
 """
 
@@ -92,6 +93,15 @@ class ScheduleObserver(Protocol):
 
 
 @dataclass
+class _Ask:
+    """One wait for a task's next run: any run taken after the ask answers it."""
+
+    after: int  # how many runs had been taken when it was asked
+    done: anyio.Event = field(default_factory=anyio.Event)
+    ok: bool = False
+
+
+@dataclass
 class Readiness:
     """Ready once every app of the first discovery was polled, and while polls keep succeeding."""
 
@@ -146,6 +156,45 @@ class Scheduler:
         self._first_discovery = True
         self._behind = False
         self._wake = anyio.Event()
+        self._taken = 0  # runs taken so far, to tell which runs answer an ask
+        self._asks: dict[Task, list[_Ask]] = {}
+
+    # --- work asked for from outside ---------------------------------------------------------
+
+    async def refresh(
+        self, task: Task, *, delay: float = 0.0, priority: Priority = Priority.EVENT
+    ) -> bool:
+        """Run `task` within `delay` (at once by default, above all polling but alert
+        enrichment) and wait for a run of it that began after this call; True if it succeeded.
+        Asks coalesce: one run answers every ask made before it began."""
+        ask = _Ask(self._taken)
+        self._asks.setdefault(task, []).append(ask)
+        try:
+            self.queue.at_latest(task, self.clock() + delay, priority)
+            self._notify()
+            await ask.done.wait()
+        finally:
+            waiting = self._asks.get(task, [])
+            if ask in waiting:
+                waiting.remove(ask)
+            if not waiting:
+                self._asks.pop(task, None)
+        return ask.ok
+
+    async def follow(self, key: BranchKey) -> bool:
+        """A job started on `key` (an event said so, before any listing did): follow the branch
+        at the active interval from now, so its end is found even if no event announces it.
+        Waits for that first active poll (or an earlier one) like `refresh`."""
+        self.followed.add(key)
+        return await self.refresh(
+            PollBranch(key), delay=self.poll.active_interval_seconds, priority=Priority.ACTIVE
+        )
+
+    def _answer(self, task: Task, run: int, ok: bool) -> None:
+        for ask in self._asks.get(task, ()):
+            if ask.after <= run and not ask.done.is_set():
+                ask.ok = ok
+                ask.done.set()
 
     # --- running ----------------------------------------------------------------------------
 
@@ -202,6 +251,8 @@ class Scheduler:
         return any(results)
 
     async def _run(self, task: Task, entry: Entry, *, start: float) -> bool:
+        run = self._taken
+        self._taken += 1
         lag = max(0.0, start - entry.due)
         self.observer.schedule_lag(entry.priority.label, lag)
         try:
@@ -224,6 +275,7 @@ class Scheduler:
         finally:
             self.queue.done(task)
             self._notify()
+        self._answer(task, run, ok)
         self.observer.poll_done(self.clock() - start, ok, self.wall())
         if ok:
             self.readiness.last_success = self.wall()

@@ -1,7 +1,8 @@
 """Wiring and lifecycle: builds the edges from Settings, owns the task group, supervises.
 
-Timing lives in the scheduler; this module starts it beside the dispatcher and the metrics
-endpoint, handles signals for a clean stop, and runs the `once` command's first poll and table.
+Timing lives in the scheduler; this module starts it beside the dispatcher, the metrics
+endpoint and (in push mode) the event listener, handles signals for a clean stop, and runs the
+`once` command's first poll and table.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -20,12 +21,14 @@ import anyio.abc
 from monitor import __version__, log
 from monitor.amplify import AmplifyClient, AmplifyError
 from monitor.config import Settings
+from monitor.events import EventListener
 from monitor.metrics import Metrics, serve
 from monitor.model import FAILED, BranchState
 from monitor.notify.factory import build_dispatcher
 from monitor.notify.outbox import Dispatcher
 from monitor.poller import Poller
 from monitor.scheduler import Readiness, Scheduler
+from monitor.sqs import QueueError, SqsQueue
 from monitor.store.factory import StoreError, open_store
 
 _log = log.get(__name__)
@@ -42,6 +45,7 @@ class Edges:
     poller: Poller
     scheduler: Scheduler
     dispatcher: Dispatcher
+    events: EventListener | None = None  # push mode only
 
     @property
     def readiness(self) -> Readiness:
@@ -77,12 +81,15 @@ class Service:
             states = await store.load_all()
             for state in states.values():
                 metrics.apply(state)
-            async with AmplifyClient.connect(
-                settings.aws,
-                observer=metrics,
-                max_concurrency=settings.poll.max_concurrency,
-                requests_per_second=settings.poll.max_requests_per_second,
-            ) as client:
+            async with AsyncExitStack() as stack:
+                client = await stack.enter_async_context(
+                    AmplifyClient.connect(
+                        settings.aws,
+                        observer=metrics,
+                        max_concurrency=settings.poll.max_concurrency,
+                        requests_per_second=settings.poll.max_requests_per_second,
+                    )
+                )
                 dispatcher = build_dispatcher(settings, store, metrics)
                 poller = Poller(client, store, metrics, settings, states, dispatcher.poke)
                 scheduler = Scheduler(
@@ -93,7 +100,20 @@ class Service:
                     clock=self.clock,
                     wall=self.wall,
                 )
-                yield Edges(metrics, poller, scheduler, dispatcher)
+                events = None
+                if settings.events is not None:
+                    queue = await stack.enter_async_context(
+                        SqsQueue.connect(settings.events, settings.aws, metrics.sqs_request)
+                    )
+                    events = EventListener(
+                        queue,
+                        scheduler,
+                        poller.watched,
+                        settings.aws.region,
+                        metrics,
+                        wall=self.wall,
+                    )
+                yield Edges(metrics, poller, scheduler, dispatcher, events)
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
@@ -118,9 +138,12 @@ class Service:
                         metrics=f"http://{m.host}:{port}/metrics",
                         region=self.settings.aws.region,
                         endpoint_url=self.settings.aws.endpoint_url,
+                        events=self.settings.events.sqs_queue_url if self.settings.events else None,
                     )
                     await tg.start(edges.dispatcher.run)
                     await tg.start(edges.scheduler.run)
+                    if edges.events is not None:
+                        await tg.start(edges.events.run)
                     task_status.started(Running(port, edges))
             finally:
                 # A held digest would otherwise wait for the next start; bounded so that a
@@ -215,7 +238,7 @@ async def until_signal(scope: anyio.CancelScope) -> None:
 def expected_failure(exc: BaseException) -> Exception | None:
     """The operator-facing cause inside a (possibly grouped) failure: a port in use, a store
     that cannot open, AWS settings that cannot work. None for a bug, which keeps its traceback."""
-    if isinstance(exc, OSError | StoreError | AmplifyError):
+    if isinstance(exc, OSError | StoreError | AmplifyError | QueueError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

@@ -14,8 +14,8 @@ from monitor.config import Target
 from monitor.model import App, Branch, BranchKey, BranchState
 
 
-def _app_targets(targets: Iterable[Target], app: App) -> list[Target]:
-    return [t for t in targets if t.app_id in ("*", app.app_id)]
+def _app_targets(targets: Iterable[Target], app_id: str) -> list[Target]:
+    return [t for t in targets if t.app_id in ("*", app_id)]
 
 
 def _branch_matches(targets: Iterable[Target], name: str) -> bool:
@@ -48,15 +48,19 @@ class Watched:
             self._remembered.setdefault(key.app_id, set()).add(key)
 
     def targeted_apps(self, listed: Iterable[App]) -> dict[str, App]:
-        return {a.app_id: a for a in listed if _app_targets(self.targets, a)}
+        return {a.app_id: a for a in listed if _app_targets(self.targets, a.app_id)}
 
     def missing_targets(self, apps: dict[str, App]) -> list[str]:
         """Apps named by id in `[[targets]]` that ListApps did not return."""
         return [t.app_id for t in self.targets if t.app_id != "*" and t.app_id not in apps]
 
     def targeted_branches(self, app: App, listed: Iterable[Branch]) -> dict[BranchKey, Branch]:
-        targets = _app_targets(self.targets, app)
+        targets = _app_targets(self.targets, app.app_id)
         return {b.key: b for b in listed if _branch_matches(targets, b.key.branch)}
+
+    def targeted(self, key: BranchKey) -> bool:
+        """Whether `[[targets]]` take in this branch (whether or not it exists)."""
+        return _branch_matches(_app_targets(self.targets, key.app_id), key.branch)
 
     def known(self, app_id: str) -> set[BranchKey]:
         """An app's branches seen this run or remembered from a previous one."""

@@ -334,7 +334,7 @@ def test_schedule_lag_histogram_shows_every_priority_before_any_lag() -> None:
     for priority in PRIORITIES:
         assert sample(text, f"{name}_count", priority=priority) == 0.0
         assert sample(text, f"{name}_bucket", le="300.0", priority=priority) == 0.0
-    assert set(PRIORITIES) == {"enrich", "active", "changed", "app", "sweep", "discovery"}
+    assert set(PRIORITIES) == {"enrich", "event", "active", "changed", "app", "sweep", "discovery"}
 
 
 def test_schedule_lag_is_bucketed_and_a_negative_lag_counts_as_zero() -> None:

@@ -6,6 +6,7 @@ baseline driven on a fake clock; the rule tests drive `run_due` with fake pollin
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from pathlib import Path
@@ -313,3 +314,83 @@ async def test_a_crashing_unit_is_logged_and_tried_again_at_its_next_slot() -> N
     await scheduler.run_due()
     assert work.polled["a2"] == 2
     assert scheduler.readiness.never_polled == set()
+
+
+class BranchWork(FakeWork):
+    """Notes each branch poll and its priority; a poll can be held until released."""
+
+    def __init__(self, app_ids: list[str]) -> None:
+        super().__init__(app_ids)
+        self.branch_polls: list[tuple[BranchKey, Priority]] = []
+        self.hold: anyio.Event | None = None
+        self.results: list[bool] = []  # each poll's outcome in turn; then success
+
+    async def poll_branch(self, key: BranchKey, priority: Priority) -> BranchPoll:
+        self.branch_polls.append((key, priority))
+        if self.hold is not None:
+            await self.hold.wait()
+        return BranchPoll(ok=self.results.pop(0) if self.results else True)
+
+
+async def _asked(scheduler: Scheduler, results: list[bool], *, started: bool = False) -> None:
+    key = BranchKey("a1", "main")
+    results.append(await (scheduler.follow(key) if started else scheduler.refresh(PollBranch(key))))
+
+
+async def test_refreshes_asked_before_a_run_coalesce_into_one_poll_at_event_priority() -> None:
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock)
+    await scheduler.run_due()
+    results: list[bool] = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(_asked, scheduler, results)
+        await anyio.wait_all_tasks_blocked()
+        await scheduler.run_due()
+    assert results == [True, True, True]
+    assert work.branch_polls == [(BranchKey("a1", "main"), Priority.EVENT)]
+
+
+async def test_a_refresh_asked_during_a_poll_is_answered_by_the_next_poll_not_that_one() -> None:
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock)
+    await scheduler.run_due()
+    first: list[bool] = []
+    second: list[bool] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_asked, scheduler, first)
+        await anyio.wait_all_tasks_blocked()
+        work.hold = anyio.Event()
+        tg.start_soon(scheduler.run_due)
+        await anyio.wait_all_tasks_blocked()  # the first poll is running, held
+        tg.start_soon(_asked, scheduler, second)
+        await anyio.wait_all_tasks_blocked()
+        work.results = [True, False]  # the running poll succeeds, the next one fails
+        work.hold.set()
+        work.hold = None
+    assert first == [True]
+    assert second == [False]  # answered by the poll that began after it was asked
+    assert len(work.branch_polls) == 2
+
+
+async def test_a_started_job_has_its_branch_followed_from_one_active_interval_on() -> None:
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, active_interval_seconds=5.0)
+    await scheduler.run_due()
+    key = BranchKey("a1", "main")
+    results: list[bool] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(_asked, scheduler, results, started=True))
+        await anyio.wait_all_tasks_blocked()
+        assert key in scheduler.followed
+        entry = scheduler.queue.entry(PollBranch(key))
+        assert entry is not None and (entry.due, entry.priority) == (5.0, Priority.ACTIVE)
+        await scheduler.run_due()
+        assert work.branch_polls == []  # not before its active interval
+        clock.now += 5.0
+        await scheduler.run_due()
+    assert results == [True]
+    assert work.branch_polls == [(key, Priority.ACTIVE)]
