@@ -1,7 +1,10 @@
 """Fleet benchmark: the daemon against a plain poller, on one seeded workload over the wire.
 
 Run: .venv/bin/python benchmarks/fleet.py [--apps 400] [--branches 5] [--minutes 5] [--json out]
-(`--apps 2000` for 10,000 branches, `--quota 50` for an account limited to 50 calls a second.)
+(`--apps 2000` for 10,000 branches, `--quota 50` for an account limited to 50 calls a second,
+`--push` for the daemon in push mode: the simulator sends its jobs' EventBridge events into an
+SQS stand-in (moto's server, its own process), dropping `--drop-share` of them and sending none
+for a cancel, and the daemon polls at `--push-interval` / `--push-active-interval` only.)
 
 Each contender gets its own simulator process (`monitor.simulator` serving an idle `Fleet` with
 20 ms per call, through the real aioboto3 wire protocol on loopback) and runs in its own process:
@@ -43,6 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import aioboto3
 import aiohttp
 import anyio
 import anyio.abc
@@ -101,11 +105,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--fail-share", type=float, default=0.2)
     add("--cancel-share", type=float, default=0.05)
     add("--ready-timeout", type=float, default=None, help="seconds; default from fleet size")
+    add("--push", action="store_true", help="the daemon in push mode (events through SQS)")
+    add("--push-interval", type=float, default=600.0, help="daemon's interval with --push")
+    add("--push-active-interval", type=float, default=60.0, help="its active interval")
+    add("--drop-share", type=float, default=0.03, help="events dropped on purpose (--push)")
     add("--json", type=Path, default=None, help="also write the figures here")
     add("--keep", action="store_true", help="keep the work directory (logs, configs)")
     # The children (started by the benchmark itself).
     add("--serve-simulator", action="store_true", help=argparse.SUPPRESS)
     add("--plain-poller", metavar="URL", default=None, help=argparse.SUPPRESS)
+    add("--sqs-queue-url", default=None, help=argparse.SUPPRESS)
+    add("--sqs-endpoint", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -178,9 +188,14 @@ class _SimulatorChild:
 
 
 @asynccontextmanager
-async def _simulator(args: argparse.Namespace, workdir: Path) -> AsyncIterator[_SimulatorChild]:
+async def _simulator(
+    args: argparse.Namespace, workdir: Path, queue_url: str | None
+) -> AsyncIterator[_SimulatorChild]:
     cmd = [sys.executable, str(SCRIPT), "--serve-simulator"]
     cmd += _shared_flags(args)
+    if queue_url:
+        cmd += [f"--sqs-queue-url={queue_url}", f"--sqs-endpoint={args.sqs_endpoint}"]
+        cmd += [f"--drop-share={args.drop_share}"]
     with (workdir / "simulator.err").open("wb") as err:
         proc = await anyio.open_process(
             cmd,
@@ -241,8 +256,14 @@ class _Contender:
             raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{tail}")
 
 
-def _daemon_config(args: argparse.Namespace, workdir: Path, url: str, port: int) -> Path:
+def _daemon_config(
+    args: argparse.Namespace, workdir: Path, url: str, port: int, queue_url: str | None
+) -> Path:
     rps = args.max_rps or args.quota
+    interval, active = _daemon_intervals(args)
+    events = ""
+    if queue_url:
+        events = f'[events]\nsqs_queue_url = "{queue_url}"\nendpoint_url = "{args.sqs_endpoint}"\n'
     path = workdir / "daemon.toml"
     path.write_text(
         f"""[aws]
@@ -250,9 +271,11 @@ region = "us-east-1"
 endpoint_url = "{url}"
 
 [poll]
-interval_seconds = {args.interval}
-active_interval_seconds = {args.active_interval}
+interval_seconds = {interval}
+active_interval_seconds = {active}
 {f"max_requests_per_second = {rps}" if rps else ""}
+
+{events}
 
 [alerts]
 on = ["FAILED", "CANCELLED"]
@@ -325,15 +348,21 @@ async def _watch_ready(c: _Contender) -> None:
             await anyio.sleep(0.5)
 
 
+def _daemon_intervals(args: argparse.Namespace) -> tuple[float, float]:
+    if args.push:
+        return args.push_interval, args.push_active_interval
+    return args.interval, args.active_interval
+
+
 @asynccontextmanager
 async def _contender(
-    name: str, args: argparse.Namespace, workdir: Path, url: str
+    name: str, args: argparse.Namespace, workdir: Path, url: str, queue_url: str | None
 ) -> AsyncIterator[_Contender]:
     async with AsyncExitStack() as stack:
         out = stack.enter_context((workdir / f"{name}.out").open("wb"))
         if name == "daemon":
             port = _free_port()
-            config = _daemon_config(args, workdir, url, port)
+            config = _daemon_config(args, workdir, url, port, queue_url)
             cmd = [sys.executable, "-m", "monitor", "run", "--config", str(config)]
             err: int | IO[bytes] = subprocess.PIPE
         else:
@@ -419,6 +448,10 @@ def _figures(
         times[key] += 1
         first.setdefault(key, at)
     latencies = [first[key] - end for key, end in expected.items() if key in first]
+    by_status: dict[str, list[float]] = {}
+    for key, end in expected.items():
+        if key in first:
+            by_status.setdefault(key[3], []).append(first[key] - end)
     missed = sorted(key for key in expected if key not in first)
     window = final["now"] - start["now"]
     workload = workload_end["now"] - start["now"]
@@ -447,6 +480,10 @@ def _figures(
             "p95": _percentile(latencies, 0.95),
             "max": max(latencies, default=None),
         },
+        "latency_by_status": {
+            status: {"p50": _percentile(v, 0.5), "p95": _percentile(v, 0.95), "max": max(v)}
+            for status, v in sorted(by_status.items())
+        },
         "missed": len(missed),
         "missed_examples": [list(key) for key in missed[:10]],
         "doubled": sum(1 for n in times.values() if n > 1),
@@ -463,9 +500,12 @@ async def run_contender(name: str, args: argparse.Namespace, workdir: Path) -> J
     workdir = workdir / name
     workdir.mkdir()
     async with AsyncExitStack() as stack:
-        sim = await stack.enter_async_context(_simulator(args, workdir))
+        queue_url = None
+        if args.push and name == "daemon":
+            queue_url = await _create_queue(args.sqs_endpoint, f"bench-{args.seed}-{os.getpid()}")
+        sim = await stack.enter_async_context(_simulator(args, workdir, queue_url))
         began = time.monotonic()
-        c = await stack.enter_async_context(_contender(name, args, workdir, sim.url))
+        c = await stack.enter_async_context(_contender(name, args, workdir, sim.url, queue_url))
         print(f"[{name}] waiting for ready ({sim.url})", file=sys.stderr)
         await _wait(c, workdir, _ready_timeout(args, name), c.ready.is_set)
         if not c.ready.is_set():
@@ -493,7 +533,7 @@ async def run_contender(name: str, args: argparse.Namespace, workdir: Path) -> J
         await _wait(c, workdir, args.settle * 60, settled)
         cpu_at_end, rss = _proc_figures(c.proc.pid)
         final = await sim.command("report")
-    return _figures(
+    figures = _figures(
         c,
         start,
         workload_end,
@@ -501,6 +541,46 @@ async def run_contender(name: str, args: argparse.Namespace, workdir: Path) -> J
         ready_seconds=ready_seconds,
         cpu=(cpu_at_end, cpu_at_end - cpu_at_start, rss),
     )
+    figures["events_sent"] = sum(final["events_sent"].values())
+    figures["events_dropped"] = sum(final["events_dropped"].values())
+    return figures
+
+
+async def _create_queue(endpoint: str, name: str) -> str:
+    session = aioboto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench")
+    async with session.client("sqs", endpoint_url=endpoint, region_name="us-east-1") as sqs:
+        created = await sqs.create_queue(QueueName=name)
+    return str(created["QueueUrl"])
+
+
+@asynccontextmanager
+async def _moto(workdir: Path) -> AsyncIterator[str]:
+    """moto's server in its own process: the SQS stand-in for push mode."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (workdir / "moto.err").open("wb") as err:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=err,
+            stderr=err,
+            env=_child_env(),
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(300):
+                    with suppress(aiohttp.ClientError):
+                        async with http.get(url + "/moto-api/") as resp:
+                            if resp.status == 200:
+                                break
+                    await anyio.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            with anyio.move_on_after(10):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -550,9 +630,19 @@ def table(results: dict[str, Json]) -> str:
     row("detection latency p50 (s)", lambda r: r["latency_seconds"]["p50"], 2)
     row("detection latency p95 (s)", lambda r: r["latency_seconds"]["p95"], 2)
     row("detection latency max (s)", lambda r: r["latency_seconds"]["max"], 2)
+    for status in ("FAILED", "CANCELLED"):
+        for q in ("p50", "p95"):
+
+            def by_status(r: Json, status: str = status, q: str = q) -> float | None:
+                value = r["latency_by_status"].get(status, {}).get(q)
+                return None if value is None else float(value)
+
+            row(f"  {status} {q} (s)", by_status, 2)
     row("missed alerts", lambda r: r["missed"], 0)
     row("doubled alerts", lambda r: r["doubled"], 0)
     row("wrong alerts", lambda r: r["wrong"], 0)
+    row("events sent / dropped on purpose", lambda r: r["events_sent"], 0)
+    row("  dropped", lambda r: r["events_dropped"], 0)
     row("peak RSS (MiB)", lambda r: r["peak_rss_mib"])
     row("CPU s (whole run)", lambda r: r["cpu_seconds"], 2, ratio=True)
     row("CPU s (workload + settle)", lambda r: r["cpu_seconds_window"], 2, ratio=True)
@@ -586,14 +676,20 @@ def _params(args: argparse.Namespace) -> Json:
         "job_seconds": list(args.job_seconds),
         "fail_share": args.fail_share,
         "cancel_share": args.cancel_share,
+        "push": args.push,
+        "daemon_intervals": list(_daemon_intervals(args)),
+        "drop_share": args.drop_share if args.push else None,
     }
 
 
 async def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     names = CONTENDERS if args.only == "both" else (args.only,)
     results: dict[str, Json] = {}
-    for name in names:
-        results[name] = await run_contender(name, args, workdir)
+    async with AsyncExitStack() as stack:
+        if args.push:
+            args.sqs_endpoint = await stack.enter_async_context(_moto(workdir))
+        for name in names:
+            results[name] = await run_contender(name, args, workdir)
     params = _params(args)
     quota = f", quota {args.quota:g}/s" if args.quota else ""
     print(
@@ -601,7 +697,14 @@ async def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         f"{args.minutes:g} min workload + up to {args.settle:g} min settle, "
         f"{args.start_rate:g} starts/branch/min, jobs {args.job_seconds[0]:g}-{args.job_seconds[1]:g} s, "
         f"{args.latency_ms:g} ms/call{quota}, intervals {args.interval:g} s / {args.active_interval:g} s, "
-        f"daemon max {params['daemon_max_rps']:g} rps, seed {args.seed}\n"
+        f"daemon max {params['daemon_max_rps']:g} rps, seed {args.seed}"
+        + (
+            f"; daemon in push mode: intervals {args.push_interval:g} s / "
+            f"{args.push_active_interval:g} s, {args.drop_share:.0%} of events dropped"
+            if args.push
+            else ""
+        )
+        + "\n"
     )
     print(table(results))
     if args.json is not None:

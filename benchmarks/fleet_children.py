@@ -8,6 +8,7 @@ alert, error). The plain poller is the obvious design the daemon is measured aga
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import resource
@@ -24,6 +25,7 @@ from monitor.amplify import AmplifyClient, AmplifyError
 from monitor.config import AwsSettings
 from monitor.model import CANCELLED, FAILED, BranchKey, is_unfinished
 from monitor.simulator import Faults, Fleet, Simulator, Workload
+from monitor.simulator.events import EventFeed, publish
 
 ALERT_ON = frozenset({FAILED, CANCELLED})
 # No pacing for the plain poller unless a quota says otherwise.
@@ -41,7 +43,7 @@ def _emit(message: Json) -> None:
 # -- child: the simulator ------------------------------------------------------------------
 
 
-def _report(sim: Simulator, fleet: Fleet, faults: Faults) -> Json:
+def _report(sim: Simulator, fleet: Fleet, faults: Faults, feed: EventFeed | None) -> Json:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     now = fleet.now()
     jobs = [
@@ -64,6 +66,8 @@ def _report(sim: Simulator, fleet: Fleet, faults: Faults) -> Json:
         "errors": {f"{op} {code}": n for (op, code), n in faults.errors.items()},
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "jobs": jobs,
+        "events_sent": dict(feed.sent) if feed else {},
+        "events_dropped": dict(feed.dropped) if feed else {},
     }
 
 
@@ -81,14 +85,25 @@ async def serve_simulator(args: argparse.Namespace) -> None:
     url = await sim.start("127.0.0.1", 0)
     _emit({"url": url})
     stdin = anyio.wrap_file(sys.stdin)
+    feed: EventFeed | None = None
     try:
-        while line := await stdin.readline():
-            command = json.loads(line)["cmd"]
-            if command == "start":
-                fleet.start_workload(workload, args.minutes * 60, seed=args.seed)
-            elif command == "stop":
-                break
-            _emit(_report(sim, fleet, faults))
+        async with anyio.create_task_group() as tg:
+            while line := await stdin.readline():
+                command = json.loads(line)["cmd"]
+                if command == "start":
+                    fleet.start_workload(workload, args.minutes * 60, seed=args.seed)
+                    if args.sqs_queue_url:
+                        # Push mode: the simulator plays EventBridge into the SQS stand-in.
+                        feed = EventFeed(fleet, drop_share=args.drop_share, seed=args.seed)
+                        tg.start_soon(
+                            functools.partial(
+                                publish, feed, args.sqs_queue_url, endpoint_url=args.sqs_endpoint
+                            )
+                        )
+                elif command == "stop":
+                    break
+                _emit(_report(sim, fleet, faults, feed))
+            tg.cancel_scope.cancel()
     finally:
         await sim.stop()
 
