@@ -92,7 +92,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--apps", type=int, default=400)
     add("--branches", type=int, default=5, help="branches per app")
     add("--minutes", type=float, default=5.0, help="workload length")
-    add("--settle", type=float, default=2.0, help="minutes without new jobs (at most)")
+    add(
+        "--settle",
+        type=float,
+        default=None,
+        help="minutes without new jobs (at most); default 2, or with --push the push interval"
+        " plus 1 (a job whose events were all dropped is found by the safety-net poll)",
+    )
     add("--interval", type=float, default=30.0, help="poll interval, seconds")
     add("--active-interval", type=float, default=5.0, help="interval for unfinished jobs")
     add("--latency-ms", type=float, default=20.0, help="simulator latency per API call")
@@ -116,7 +122,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--plain-poller", metavar="URL", default=None, help=argparse.SUPPRESS)
     add("--sqs-queue-url", default=None, help=argparse.SUPPRESS)
     add("--sqs-endpoint", default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.settle is None:
+        args.settle = args.push_interval / 60 + 1 if args.push else 2.0
+    return args
 
 
 def _child_env() -> dict[str, str]:

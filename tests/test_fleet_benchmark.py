@@ -59,3 +59,33 @@ def test_both_contenders_alert_every_failure_once_on_a_tiny_fleet(tmp_path: Path
         "| CPU s (whole run) |",
     ):
         assert label in done.stdout, done.stdout
+
+
+def test_push_mode_alerts_every_failure_once_with_dropped_events_and_no_cancel_events(
+    tmp_path: Path,
+) -> None:
+    """The daemon alone, in push mode: events through moto's SQS with a fifth of them dropped;
+    cancels (never announced) are found by following the branch, and a job whose events were
+    all dropped by the safety-net poll (every 4 s here, within the settle)."""
+    figures = tmp_path / "push.json"
+    push = [
+        "--push",
+        "--only=daemon",
+        "--push-interval=4",
+        "--push-active-interval=1",
+        "--drop-share=0.2",
+    ]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK), *TINY, *push, f"--json={figures}"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    r = json.loads(figures.read_text())["results"]["daemon"]
+    assert r["expected_alerts"] >= 3, r
+    assert (r["missed"], r["doubled"], r["wrong"]) == (0, 0, 0), r
+    assert r["events_sent"] > 0 and r["events_dropped"] > 0
+    assert "CANCELLED" in r["latency_by_status"], r  # found although no event announced one
+    assert r["latency_by_status"]["FAILED"]["p50"] < 3
