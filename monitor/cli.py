@@ -44,7 +44,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from monitor import demo
 
-    return demo.run(duration=args.duration, listen=args.listen)
+    return demo.run(duration=args.duration, listen=args.listen, push=args.push)
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against the built-in Amplify simulator")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument("--listen", default="127.0.0.1:9853", help="metrics host:port")
+    demo.add_argument(
+        "--push",
+        action="store_true",
+        help="push mode: the simulator's events through an SQS stand-in (needs moto[server])",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     add_deploy_commands(sub, deploy=_cmd_deploy, wait=_cmd_wait)

@@ -8,9 +8,12 @@ best-effort, a share of the events can be dropped on purpose (seeded, counted).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +103,34 @@ class EventFeed:
         }
 
 
+def _session() -> aioboto3.Session:
+    # A stand-in queue (moto) takes any signature: these are not credentials.
+    return aioboto3.Session(aws_access_key_id="simulator", aws_secret_access_key="simulator")  # noqa: S106
+
+
+async def create_queue(endpoint_url: str, name: str, region: str = "us-east-1") -> str:
+    async with _session().client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs:
+        created = await sqs.create_queue(QueueName=name)
+    return str(created["QueueUrl"])
+
+
+@asynccontextmanager
+async def sqs_stand_in(name: str = "amplify-monitor-events") -> AsyncIterator[tuple[str, str]]:
+    """moto's SQS, in a thread of this process on a free loopback port, with one queue:
+    yields (endpoint URL, queue URL). Needs `moto[server]` (a test dependency)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per long poll
+    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        yield endpoint, await create_queue(endpoint, name)
+    finally:
+        server.stop()
+
+
 async def publish(
     feed: EventFeed,
     queue_url: str,
@@ -109,9 +140,7 @@ async def publish(
     every: float = 0.2,
 ) -> None:
     """Until cancelled: every `every` seconds, send what the feed has due to the queue."""
-    # A stand-in queue (moto) takes any signature: these are not credentials.
-    session = aioboto3.Session(aws_access_key_id="simulator", aws_secret_access_key="simulator")  # noqa: S106
-    async with session.client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs:
+    async with _session().client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs:
         while True:
             events = feed.due()
             for start in range(0, len(events), BATCH):

@@ -156,6 +156,16 @@ def test_demo_shows_an_alert_and_says_where_to_look() -> None:
     ), result.stdout
 
 
+def test_demo_with_push_listens_to_its_sqs_stand_in_and_shows_the_failure() -> None:
+    result = run_cli("demo", "--push", "--duration", "15", "--listen", "127.0.0.1:0", timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "push mode          events through an SQS stand-in" in result.stdout
+    assert "polling every 120 s only as the safety net" in result.stdout
+    assert re.search(r"^FAILED storefront/main job \d+", result.stdout, re.MULTILINE), result.stdout
+    assert "events_listening" in result.stdout + result.stderr
+    assert "HTTP/1.1" not in result.stdout + result.stderr  # no moto access log
+
+
 def test_unknown_aws_profile_is_a_runtime_failure_with_a_clear_message(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "c.toml",
