@@ -70,6 +70,22 @@ def _markers_listed(branch: Branch, state: BranchState) -> bool:
     return active is None or job_number(active) <= state.last_job_number
 
 
+def _markers_after(branch: Branch, jobs: Iterable[JobSummary]) -> Markers | None:
+    """The markers the next ListBranches should show, when ListJobs saw jobs newer than the
+    listing's active job (an event asked for it between two listings); None otherwise.
+    Remembering the listing's own markers would make the next listing look changed and list
+    the branch once more for nothing. Assumes totalNumberOfJobs counts jobs and activeJobId names
+    the newest; on a server where they do not, the prediction misses and costs that one ListJobs
+    (the same as not predicting); it can never hide a job, whose start moves the total on."""
+    listed = job_number(branch.active_job_id) if branch.active_job_id else 0
+    newer = {j.job_id: j for j in jobs if j.number > listed}
+    if not newer:
+        return None
+    newest = max(newer.values(), key=lambda j: j.number)
+    total = branch.total_jobs + len(newer) if branch.total_jobs is not None else None
+    return total, newest.job_id
+
+
 def baseline(branch: Branch, jobs: Iterable[JobSummary]) -> BranchState:
     """First sighting: remember where the branch is, alert nothing about its history."""
     ordered = sorted(jobs, key=lambda j: j.number)
@@ -100,6 +116,7 @@ def diff(
     `vanished` names followed jobs the API no longer knows (GetJob answered 404): they stop being
     followed, which would otherwise go on forever.
     """
+    jobs = list(jobs)
     result = _compare(branch, previous, jobs, policy)
     state = result.state
     anomalies = list(result.anomalies)
@@ -109,12 +126,15 @@ def diff(
             state, unfinished={j: s for j, s in state.unfinished.items() if j not in gone}
         )
         anomalies += [Anomaly(branch.key, j, "job_vanished") for j in gone]
+    predicted = _markers_after(branch, jobs)
     if not _markers_listed(branch, state):
         state = replace(
             state,
             active_job_id=previous.active_job_id if previous else None,
             total_jobs=previous.total_jobs if previous else None,
         )
+    elif predicted is not None:
+        state = replace(state, total_jobs=predicted[0], active_job_id=predicted[1])
     # Listed although the markers said "no news" (a sweep): a new job means they hid it.
     skippable = previous is not None and not needs_jobs(branch, previous)
     unannounced = skippable and any(t.from_status is None for t in result.transitions)

@@ -239,7 +239,9 @@ class Poller:
                 detail=anomaly.detail,
             )
             self.metrics.anomaly(anomaly.reason)
-        if result.unannounced:
+        # Only a sweep tests the markers: an event or a follow-up lists a branch between two
+        # listings on purpose, and a listing that lags behind it proves nothing.
+        if result.unannounced and priority is Priority.SWEEP:
             self._suspects[key] = branch.markers
         alerts = [await self._enrich(a) for a in result.alerts]
         if key not in self.watched.branches:

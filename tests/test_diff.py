@@ -939,3 +939,19 @@ def test_a_sweep_that_finds_nothing_new_is_not_unannounced() -> None:
 def test_markers_lied_only_when_the_next_listing_still_shows_the_same_ones() -> None:
     assert markers_lied((1, "1"), marked(1, "1"))
     assert not markers_lied((1, "1"), marked(2, "2"))  # the job had merely started late
+
+
+def test_jobs_listed_ahead_of_the_listing_predict_the_next_listings_markers() -> None:
+    before = diff(marked(4, "4"), None, jobs(("4", SUCCEED))).state
+    # An event asked for ListJobs; the listing it is diffed with is from before jobs 5 and 6.
+    result = diff(marked(4, "4"), before, jobs(("6", FAILED), ("5", SUCCEED), ("4", SUCCEED)))
+    assert result.state.markers == (6, "6")
+    assert not needs_jobs(marked(6, "6"), result.state)  # the next listing costs no ListJobs
+    assert needs_jobs(marked(7, "7"), result.state)  # a job started since still shows
+    assert needs_jobs(marked(6, "5"), result.state)  # a server whose activeJobId stays put
+
+
+def test_a_server_without_job_totals_is_predicted_by_the_active_job_alone() -> None:
+    before = diff(marked(None, "1"), None, jobs(("1", SUCCEED))).state
+    result = diff(marked(None, "1"), before, jobs(("2", RUNNING), ("1", SUCCEED)))
+    assert result.state.markers == (None, "2")

@@ -285,6 +285,20 @@ async def test_a_job_starting_between_list_branches_and_a_sweep_keeps_the_marker
     assert daemon.poller.markers_trusted
 
 
+async def test_an_event_refresh_ahead_of_a_frozen_listing_proves_nothing_about_the_markers(
+    server: StandIn, daemon: Daemon, tmp_path: Path
+) -> None:
+    server.active_job, server.total_jobs = "deployed", "frozen"
+    server.add_job("a1", "main", SUCCEED)
+    assert await daemon.first()
+    failed = server.add_job("a1", "main", FAILED)
+    # Push mode: an event asks for main's jobs between two listings, which show no news.
+    await daemon.poller.poll_branch(BranchKey("a1", "main"), Priority.EVENT)
+    assert await alerts(tmp_path / "state.db") == [("main", failed, FAILED)]
+    assert await daemon.interval()  # the listing still shows the old markers
+    assert daemon.poller.markers_trusted  # only a sweep's find can prove they hide jobs
+
+
 async def test_sweep_costs_a_twentieth_of_the_app_polls_and_reaches_every_branch(
     server: StandIn, daemon: Daemon
 ) -> None:
