@@ -434,3 +434,45 @@ def test_resolve_path_prefers_the_argument_then_the_environment(
     monkeypatch.delenv(config.CONFIG_ENV)
     with pytest.raises(ConfigError, match=config.CONFIG_ENV):
         config.resolve_path(None)
+
+
+@pytest.mark.parametrize(
+    ("url", "region", "expected"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/events", None, "eu-west-1"),
+        ("https://ap-south-1.queue.amazonaws.com/123456789012/events.fifo", None, "ap-south-1"),
+        ("http://127.0.0.1:5000/123456789012/events", None, "us-east-2"),  # the [aws] region
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/events", "eu-central-1", "eu-central-1"),
+    ],
+)
+def test_the_event_queue_region_comes_from_the_key_else_the_url_else_aws(
+    url: str, region: str | None, expected: str
+) -> None:
+    events = {"sqs_queue_url": url, **({"region": region} if region else {})}
+    settings = config.parse({"aws": {"region": "us-east-2"}, "events": events})
+    assert settings.events is not None
+    assert settings.events.queue_region(settings.aws.region) == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        (
+            {"sqs_queue_url": "amplify-monitor-events"},
+            "events.sqs_queue_url: 'amplify-monitor-events' is not an SQS queue URL",
+        ),
+        ({"region": "eu-west-1"}, "events.sqs_queue_url: Field required"),
+        (
+            {"sqs_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/q", "wait": 5},
+            "events.wait: unknown key",
+        ),
+    ],
+)
+def test_a_bad_events_section_names_its_key(events: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.parse({"events": events}, "c.toml")
+    assert str(caught.value).startswith(f"c.toml: {message}")
+
+
+def test_no_events_section_means_no_push_mode() -> None:
+    assert config.parse({}).events is None
