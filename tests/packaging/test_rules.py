@@ -44,6 +44,7 @@ def test_the_alerts_the_brief_asks_for_exist() -> None:
         "AmplifyMonitorThrottled",
         "AmplifyAlertsUndelivered",
         "AmplifyMonitorApiErrors",
+        "AmplifyMonitorEventsFailing",
     } <= set(alerts)
     assert len(alerts) == len(set(alerts))
 
