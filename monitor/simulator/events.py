@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import anyio
 
 from monitor.model import CANCELLED
 from monitor.simulator.fleet import Fleet, Job
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SOURCE = "aws.amplify"
 DETAIL_TYPE = "Amplify Deployment Status Change"
@@ -144,7 +147,7 @@ async def publish(
         while True:
             events = feed.due()
             for start in range(0, len(events), BATCH):
-                entries = [
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
                     {"Id": str(i), "MessageBody": json.dumps(e)}
                     for i, e in enumerate(events[start : start + BATCH])
                 ]
