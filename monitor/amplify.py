@@ -389,22 +389,3 @@ class AmplifyClient:
             params["sourceUrlType"] = source_url_type
         response = await self._call("StartDeployment", "start_deployment", **params)
         return _job_summary(response.get("jobSummary", {}))
-
-    async def start_job(
-        self, key: BranchKey, job_type: str = "RELEASE", reason: str = ""
-    ) -> JobSummary:
-        params: dict[str, Any] = {
-            "appId": key.app_id,
-            "branchName": key.branch,
-            "jobType": job_type,
-        }
-        if reason:
-            params["jobReason"] = reason
-        response = await self._call("StartJob", "start_job", **params)
-        return _job_summary(response.get("jobSummary", {}))
-
-    async def stop_job(self, key: BranchKey, job_id: str) -> JobSummary:
-        response = await self._call(
-            "StopJob", "stop_job", appId=key.app_id, branchName=key.branch, jobId=job_id
-        )
-        return _job_summary(response.get("jobSummary", {}))
