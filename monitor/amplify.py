@@ -23,11 +23,13 @@ import anyio
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from monitor import __version__
+from monitor import __version__, log
 from monitor.config import AwsSettings
 from monitor.model import App, Branch, BranchKey, JobDetail, JobSummary, Priority, Step
 from monitor.observe import NullObserver, Observer
 from monitor.pacing import Pacer
+
+_log = log.get(__name__)
 
 MAX_JOBS_PAGE = 50
 # An incremental ListJobs pages back to the last job seen; a server may serve fewer jobs per page
@@ -36,6 +38,10 @@ MAX_JOBS_LISTED = 500
 MAX_JOBS_PAGES = 100
 MAX_BRANCHES_PAGE = 50
 MAX_APPS_PAGE = 100
+# ListApps and ListBranches list everything; these bound a server that never stops paging
+# (100,000 apps, 5,000 branches an app) without ever cutting a real listing short.
+MAX_APPS_PAGES = 1000
+MAX_BRANCHES_PAGES = 100
 
 
 class AmplifyError(Exception):
@@ -274,25 +280,51 @@ class AmplifyClient:
                 elapsed = self._clock() - started - attempts.waited
                 self._observer.api_request(operation, outcome, max(0.0, elapsed))
 
-    async def list_apps(self, priority: Priority = Priority.ENRICH) -> list[App]:
-        apps: list[App] = []
+    async def _listing(
+        self,
+        operation: str,
+        method: str,
+        member: str,
+        priority: Priority,
+        max_pages: int,
+        **params: Any,
+    ) -> list[dict[str, Any]]:
+        """Every page of a listing that must be whole. A server that repeats a nextToken or
+        pages past `max_pages` fails the call (counted as an anomaly): a listing cut short
+        would look like apps or branches deleted."""
+        items: list[dict[str, Any]] = []
         token: str | None = None
-        while True:
-            params: dict[str, Any] = {"maxResults": MAX_APPS_PAGE}
-            if token:
-                params["nextToken"] = token
-            page = await self._call("ListApps", "list_apps", priority, **params)
-            apps.extend(
-                App(
-                    app_id=str(raw["appId"]),
-                    name=str(raw.get("name", "")),
-                    default_domain=str(raw.get("defaultDomain", "")),
-                )
-                for raw in page.get("apps", [])
+        seen: set[str] = set()
+        for _ in range(max_pages):
+            page = await self._call(
+                operation, method, priority, **params, **({"nextToken": token} if token else {})
             )
+            items.extend(page.get(member, []))
             token = page.get("nextToken")
             if not token:
-                return apps
+                return items
+            if token in seen:
+                raise self._endless(operation, "repeated_next_token", "a nextToken came back")
+            seen.add(token)
+        raise self._endless(operation, "too_many_pages", f"more than {max_pages} pages")
+
+    def _endless(self, operation: str, reason: str, detail: str) -> AmplifyError:
+        _log.warning("api_anomaly", operation=operation, reason=reason, detail=detail)
+        self._observer.anomaly(reason)
+        return Transient(operation, f"paging did not end ({detail}); trying again later")
+
+    async def list_apps(self, priority: Priority = Priority.ENRICH) -> list[App]:
+        listed = await self._listing(
+            "ListApps", "list_apps", "apps", priority, MAX_APPS_PAGES, maxResults=MAX_APPS_PAGE
+        )
+        return [
+            App(
+                app_id=str(raw["appId"]),
+                name=str(raw.get("name", "")),
+                default_domain=str(raw.get("defaultDomain", "")),
+            )
+            for raw in listed
+        ]
 
     async def get_app(self, app_id: str) -> App:
         response = await self._call("GetApp", "get_app", appId=app_id)
@@ -304,26 +336,25 @@ class AmplifyClient:
         )
 
     async def list_branches(self, app: App, priority: Priority = Priority.ENRICH) -> list[Branch]:
-        branches: list[Branch] = []
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"appId": app.app_id, "maxResults": MAX_BRANCHES_PAGE}
-            if token:
-                params["nextToken"] = token
-            page = await self._call("ListBranches", "list_branches", priority, **params)
-            branches.extend(
-                Branch(
-                    key=BranchKey(app.app_id, str(raw["branchName"])),
-                    app_name=app.name,
-                    active_job_id=(str(raw["activeJobId"]) if raw.get("activeJobId") else None),
-                    total_jobs=_int_or_none(raw.get("totalNumberOfJobs")),
-                    display_name=str(raw.get("displayName", "")),
-                )
-                for raw in page.get("branches", [])
+        listed = await self._listing(
+            "ListBranches",
+            "list_branches",
+            "branches",
+            priority,
+            MAX_BRANCHES_PAGES,
+            appId=app.app_id,
+            maxResults=MAX_BRANCHES_PAGE,
+        )
+        return [
+            Branch(
+                key=BranchKey(app.app_id, str(raw["branchName"])),
+                app_name=app.name,
+                active_job_id=(str(raw["activeJobId"]) if raw.get("activeJobId") else None),
+                total_jobs=_int_or_none(raw.get("totalNumberOfJobs")),
+                display_name=str(raw.get("displayName", "")),
             )
-            token = page.get("nextToken")
-            if not token:
-                return branches
+            for raw in listed
+        ]
 
     async def list_jobs(
         self, key: BranchKey, *, since: int | None = None, priority: Priority = Priority.ENRICH

@@ -19,6 +19,9 @@ class Observer(Protocol):
     def budget_wait(self, priority: Priority, seconds: float) -> None:
         """How long one Amplify call waited for the API budget (the pacer), by priority."""
 
+    def anomaly(self, reason: str) -> None:
+        """An oddity in an API answer that was worked around (e.g. paging that never ends)."""
+
     def alert(self, status: str, outcome: str) -> None:
         """One alert's fate: outcome sent|failed|retried|suppressed|digested."""
 
@@ -34,6 +37,9 @@ class NullObserver:
         pass
 
     def budget_wait(self, priority: Priority, seconds: float) -> None:
+        pass
+
+    def anomaly(self, reason: str) -> None:
         pass
 
     def alert(self, status: str, outcome: str) -> None:

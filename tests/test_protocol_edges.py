@@ -52,6 +52,7 @@ class StandIn:
     apps: dict[str, dict[str, StandInBranch]] = field(default_factory=dict)
     page_size: int | None = None  # force this many items per page, ignoring maxResults
     final_token: str | None = None  # e.g. "": sent on the last page instead of no member
+    loop_token: str | None = None  # a broken server: every page of a listing names it as next
     active_job: Literal["latest", "deployed", "omit"] = "latest"
     total_jobs: Literal["count", "frozen", "omit"] = "count"
     times: Literal["epoch", "iso", "iso_naive"] = "epoch"
@@ -91,10 +92,13 @@ class StandIn:
         return moment.isoformat().replace("+00:00", "Z")
 
     def _page(self, items: list[Any], query: dict[str, str], member: str) -> dict[str, Any]:
-        start = int(query.get("nextToken") or 0)
+        token = query.get("nextToken") or "0"
+        start = int(token) if token.isdigit() else 0
         size = self.page_size or int(query.get("maxResults") or 50)
         page = items[start : start + size]
         body: dict[str, Any] = {member: page}
+        if self.loop_token is not None and member != "jobSummaries":
+            return {member: items[:size], "nextToken": self.loop_token}
         if start + size < len(items):
             body["nextToken"] = str(start + size)
         elif self.final_token is not None:
@@ -323,6 +327,26 @@ async def test_sweep_costs_a_twentieth_of_the_app_polls_and_reaches_every_branch
 
 
 # --- pagination and shapes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation", ["ListApps", "ListBranches"])
+async def test_a_listing_whose_next_token_never_ends_fails_that_poll_and_drops_nothing(
+    server: StandIn, daemon: Daemon, operation: str
+) -> None:
+    for name in ("main", "develop"):
+        server.add_job("a1", name, SUCCEED)
+    assert await daemon.first()
+    watched = set(daemon.poller.branches)
+    server.loop_token = "again"
+    server.counts.clear()
+    assert not await daemon.step(max(daemon.service.settings.poll.interval_seconds, 300))
+    assert server.counts[operation] == 2  # the repeated token ends it at once
+    assert set(daemon.poller.branches) == watched  # a cut listing would look like deletions
+    assert 'amplify_monitor_api_anomalies_total{reason="repeated_next_token"}' in metrics_text(
+        daemon
+    )
+    server.loop_token = None
+    assert await daemon.interval()
 
 
 async def test_one_job_per_page_and_an_empty_final_token_still_see_every_new_job(

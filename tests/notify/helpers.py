@@ -41,6 +41,9 @@ class RecordingObserver:
     def budget_wait(self, priority: Priority, seconds: float) -> None:
         pass
 
+    def anomaly(self, reason: str) -> None:
+        pass
+
     def alert(self, status: str, outcome: str) -> None:
         self.alerts[(status, outcome)] += 1
 
