@@ -7,6 +7,7 @@ that a lock hands to one caller at a time.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +72,25 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
 # Pruning rides on mark_sent, at most this often, so no caller has to schedule it.
 _PRUNE_EVERY = 3600.0
+
+
+def _create_private(path: Path) -> None:
+    """A new state file is the daemon's alone (it holds commit messages and Slack references of
+    private repositories): the file 0600 and a directory made for it 0700 (a umask can only
+take bits away from those).
+    SQLite gives the -wal and -shm files the database file's mode. An existing file keeps
+    the mode its operator gave it."""
+    if path.exists():
+        return
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(parents=True)
+        parent.chmod(0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return
+    os.close(fd)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -172,6 +192,8 @@ class SqliteStore:
         where = str(path)
 
         def setup() -> tuple[sqlite3.Connection, int, int, int]:
+            if where != ":memory:":
+                _create_private(Path(where))
             conn = _connect(where)
             try:
                 found, now = _migrate(conn)
@@ -183,7 +205,7 @@ class SqliteStore:
 
         try:
             conn, found, version, pruned = await anyio.to_thread.run_sync(setup)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"sqlite {where}: cannot open: {exc}") from exc
         _log.info(
             "store_opened",

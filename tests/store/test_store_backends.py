@@ -3,8 +3,10 @@ factory that picks between them."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import stat
 import sys
 import textwrap
 import uuid
@@ -37,6 +39,33 @@ async def test_sqlite_in_memory_store_works() -> None:
         await store.close()
 
 
+async def test_a_new_sqlite_file_and_its_wal_and_directory_are_private_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new-dir" / "state.db"
+    old = os.umask(0o022)  # the usual umask: files 0644, directories 0755
+    try:
+        store = await SqliteStore.open(path)
+        try:
+            await store.save(make_state(), [make_alert()])  # the -wal and -shm exist now
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        finally:
+            await store.close()
+    finally:
+        os.umask(old)
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_an_existing_sqlite_file_keeps_the_mode_its_operator_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.touch()
+    path.chmod(0o640)  # e.g. readable by a backup group
+    store = await SqliteStore.open(path)
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
 async def test_sqlite_file_is_in_wal_mode_with_a_versioned_schema(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = await SqliteStore.open(path)
@@ -59,8 +88,9 @@ async def test_sqlite_refuses_a_schema_from_a_newer_version(tmp_path: Path) -> N
 
 
 async def test_sqlite_reports_an_unopenable_path_as_store_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open"):
-        await SqliteStore.open(tmp_path / "no-such-dir" / "state.db")
+        await SqliteStore.open(tmp_path / "a-file" / "state.db")
 
 
 async def test_sqlite_failure_midway_through_a_save_rolls_back_state_and_alerts(
