@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -21,8 +22,31 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _load(path: str) -> config.Settings:
+    """The config with its region settled: as the AWS CLI, never guess one. Without
+    `aws.region`, the region comes from AWS_REGION / AWS_DEFAULT_REGION or the profile; with
+    none of them, a config error naming the key (watching the wrong region is silent)."""
+    from monitor.amplify import AmplifyError, default_region
+
+    settings = config.load(path)
+    aws = settings.aws
+    if "region" in aws.model_fields_set:
+        return settings
+    try:
+        # AWS_REGION first, as the AWS CLI and SDKs read it; botocore knows only the others.
+        region = os.environ.get("AWS_REGION") or default_region(aws.profile)
+    except AmplifyError as exc:
+        raise config.ConfigError(f"{path}: aws.profile: {exc.detail}") from None
+    if region is None:
+        raise config.ConfigError(
+            f"{path}: aws.region: not set, and neither AWS_REGION, AWS_DEFAULT_REGION nor the "
+            "profile names one: set the region to watch"
+        )
+    return settings.model_copy(update={"aws": aws.model_copy(update={"region": region})})
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    settings = config.load(args.path)
+    settings = _load(args.path)
     print(json.dumps(settings.masked(), indent=2, default=str))
     return EXIT_OK
 
@@ -30,14 +54,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from monitor import service
 
-    settings = config.load(config.resolve_path(args.config))
+    settings = _load(config.resolve_path(args.config))
     return service.run_daemon(settings)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
     from monitor import service
 
-    settings = config.load(config.resolve_path(args.config))
+    settings = _load(config.resolve_path(args.config))
     return service.run_once(settings)
 
 
