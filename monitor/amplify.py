@@ -42,6 +42,9 @@ MAX_APPS_PAGE = 100
 # (100,000 apps, 5,000 branches an app) without ever cutting a real listing short.
 MAX_APPS_PAGES = 1000
 MAX_BRANCHES_PAGES = 100
+# An unauthorized call is told once per operation, then again at most this often: every app
+# of an account failing every interval is one problem, not a thousand lines a minute.
+UNAUTHORIZED_REPEAT_SECONDS = 300.0
 
 
 class AmplifyError(Exception):
@@ -193,6 +196,7 @@ class AmplifyClient:
         self.pacer = pacer
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._clock = clock
+        self._unauthorized_told: dict[str, float] = {}
         events = getattr(getattr(client, "meta", None), "events", None)
         if events is not None:
             events.register("before-send.amplify", self._pace_attempt)
@@ -267,10 +271,14 @@ class AmplifyClient:
             except ClientError as exc:
                 error = _map_client_error(operation, exc)
                 outcome = error.outcome
+                if isinstance(error, Unauthorized):
+                    self._tell_unauthorized(error)
                 raise error from None
             except NoCredentialsError as exc:
                 outcome = "unauthorized"
-                raise Unauthorized(operation, str(exc)) from None
+                error = Unauthorized(operation, str(exc))
+                self._tell_unauthorized(error)
+                raise error from None
             except (BotoCoreError, OSError, TimeoutError) as exc:
                 outcome = "error"
                 raise Transient(operation, f"{type(exc).__name__}: {exc}") from None
@@ -279,6 +287,22 @@ class AmplifyClient:
                 # The call's own time: waits for the budget are reported apart, as budget_wait.
                 elapsed = self._clock() - started - attempts.waited
                 self._observer.api_request(operation, outcome, max(0.0, elapsed))
+
+    def _tell_unauthorized(self, error: Unauthorized) -> None:
+        now = self._clock()
+        last = self._unauthorized_told.get(error.operation)
+        if last is not None and now - last < UNAUTHORIZED_REPEAT_SECONDS:
+            return
+        self._unauthorized_told[error.operation] = now
+        _log.warning(
+            "api_unauthorized",
+            operation=error.operation,
+            code=error.code,
+            error=error.detail,
+            fix=f"grant amplify:{error.operation} to the daemon's role "
+            "(deploy/aws/iam-daemon.json), or renew its credentials",
+            repeated_at_most_every_seconds=UNAUTHORIZED_REPEAT_SECONDS,
+        )
 
     async def _listing(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from monitor import log
-from monitor.amplify import AmplifyClient, AmplifyError, NotFound
+from monitor.amplify import AmplifyClient, AmplifyError, NotFound, Unauthorized
 from monitor.config import Settings
 from monitor.diff import AlertPolicy, diff, markers_lied, needs_jobs
 from monitor.metrics import Metrics
@@ -31,6 +31,15 @@ from monitor.store.base import Store
 from monitor.watch import Watched
 
 _log = log.get(__name__)
+
+
+def _failed(event: str, exc: AmplifyError, **context: str) -> None:
+    """A failed call, logged once here; an unauthorized one is the client's to tell (once per
+    operation every few minutes, with the permission to grant), not once per app."""
+    if isinstance(exc, Unauthorized):
+        _log.debug(event, operation=exc.operation, error=exc.detail, **context)
+    else:
+        _log.warning(event, operation=exc.operation, error=exc.detail, **context)
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:
@@ -124,7 +133,7 @@ class Poller:
         try:
             listed = await self.client.list_apps(Priority.DISCOVERY)
         except AmplifyError as exc:
-            _log.warning("discovery_failed", operation=exc.operation, error=exc.detail)
+            _failed("discovery_failed", exc)
             return Discovery(ok=False)
         watched = self.watched
         apps = watched.targeted_apps(listed)
@@ -168,7 +177,7 @@ class Poller:
             await self.drop_app(app_id)
             return AppPoll(ok=True, dropped=dropped)
         except AmplifyError as exc:
-            _log.warning("poll_failed", operation=exc.operation, app_id=app_id, error=exc.detail)
+            _failed("poll_failed", exc, app_id=app_id)
             return AppPoll(ok=False)
         current = self.watched.targeted_branches(app, listed)
         dropped = tuple(self.watched.known(app_id) - set(current))
@@ -219,13 +228,7 @@ class Poller:
             await self.drop_branch(key)
             return BranchPoll(ok=True)
         except AmplifyError as exc:
-            _log.warning(
-                "poll_failed",
-                operation=exc.operation,
-                app_id=key.app_id,
-                branch=key.branch,
-                error=exc.detail,
-            )
+            _failed("poll_failed", exc, app_id=key.app_id, branch=key.branch)
             return BranchPoll(ok=False, in_flight=previous is not None and previous.in_flight)
 
         result = diff(branch, previous, jobs, self.policy, vanished)
@@ -284,8 +287,6 @@ class Poller:
         try:
             detail = await self.client.get_job(alert.key, alert.job.job_id, Priority.ENRICH)
         except AmplifyError as exc:
-            _log.warning(
-                "enrich_failed", app_id=alert.key.app_id, job_id=alert.job.job_id, error=exc.detail
-            )
+            _failed("enrich_failed", exc, app_id=alert.key.app_id, job_id=alert.job.job_id)
             return alert
         return replace(alert, steps=detail.steps)

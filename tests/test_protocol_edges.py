@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from monitor.model import FAILED, SUCCEED, BranchKey, Priority
 from monitor.scheduler import PollBranch
@@ -483,6 +484,34 @@ async def test_bad_request_for_an_unknown_app_fails_the_unit_not_the_daemon(
     assert await daemon.interval()
     assert await alerts(tmp_path / "state.db") == [("main", failed, FAILED)]
     assert 'outcome="bad_request"' in metrics_text(daemon)
+
+
+async def test_an_unauthorized_operation_is_told_once_with_the_permission_not_once_per_app(
+    server: StandIn, daemon: Daemon
+) -> None:
+    for a in range(3):
+        server.add_job(f"app{a}", "main", SUCCEED)
+    assert await daemon.first()
+    server.errors["ListBranches"] = [(403, "AccessDeniedException")] * 9
+    with capture_logs() as logs:
+        for _ in range(3):  # three intervals, three apps: nine denied calls
+            assert not await daemon.interval()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["api_unauthorized"]
+    assert warnings[0]["operation"] == "ListBranches"
+    assert "grant amplify:ListBranches" in warnings[0]["fix"]
+    text = metrics_text(daemon)
+    assert (
+        'amplify_monitor_api_requests_total{operation="ListBranches",outcome="unauthorized"} 9.0'
+        in text
+    )
+    # Still denied minutes later: told again, once.
+    client = daemon.poller.client
+    client._unauthorized_told = {op: t - 301 for op, t in client._unauthorized_told.items()}
+    server.errors["ListBranches"] = [(403, "AccessDeniedException")] * 3
+    with capture_logs() as later:
+        assert not await daemon.interval()
+    assert [e["event"] for e in later if e["log_level"] == "warning"] == ["api_unauthorized"]
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(429, "throttled"), (500, "error")])

@@ -76,10 +76,10 @@ _PRUNE_EVERY = 3600.0
 
 def _create_private(path: Path) -> None:
     """A new state file is the daemon's alone (it holds commit messages and Slack references of
-    private repositories): the file 0600 and a directory made for it 0700 (a umask can only
-take bits away from those).
-    SQLite gives the -wal and -shm files the database file's mode. An existing file keeps
-    the mode its operator gave it."""
+        private repositories): the file 0600 and a directory made for it 0700 (a umask can only
+    take bits away from those).
+        SQLite gives the -wal and -shm files the database file's mode. An existing file keeps
+        the mode its operator gave it."""
     if path.exists():
         return
     parent = path.parent
