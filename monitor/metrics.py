@@ -1,196 +1,28 @@
-"""The Prometheus registry and the only code that touches it, plus /metrics /healthz /readyz.
+"""The Prometheus registry, the one place that updates it, and /metrics /healthz /readyz.
 
-Domain series (`amplify_*`) are a view of branch state and transitions, kept as plain values per
-branch and rendered at scrape time by `BranchSeries`; the monitor's own series
-(`amplify_monitor_*`) are few and stay prometheus_client objects, fed by the Observer methods.
+Domain series (`amplify_*`) are a view of branch state and transitions, kept as plain values and
+rendered at scrape time (monitor.series); the monitor's own series (`amplify_monitor_*`) are
+few and stay prometheus_client objects, fed by the Observer methods.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.model import (
-    CANCELLED,
-    FAILED,
-    KNOWN_STATUSES,
-    SUCCEED,
-    BranchKey,
-    BranchState,
-    Priority,
-    Transition,
-    is_terminal,
-)
+from monitor.model import BranchKey, BranchState, Priority, Transition, is_terminal
+from monitor.series import BranchSeries, JobDurations
 
-TERMINAL = (SUCCEED, FAILED, CANCELLED)
-SLICE = 500  # branches per slice of a per-branch family at scrape time
-NEW_JOB = "NEW"  # from_status of a job seen for the first time (an empty label would vanish)
 # The scheduler's priorities, created up front so dashboards see zeros before the first lag.
 PRIORITIES = tuple(p.label for p in Priority)
 EVENT_OUTCOMES = ("refreshed", "ignored", "malformed", "unknown_branch")
-
-STATUS_HELP = "1 for the status of the branch's latest job, 0 for the other statuses."
-TRANSITIONS_HELP = "Job status transitions seen."
-FINISHED_HELP = "Jobs seen reaching a terminal status."
-DURATION_HELP = "Duration of the branch's most recently finished job."
-SUCCESS_HELP = "End time of the branch's latest successful job (Unix seconds)."
-
-
-class _Branch:
-    """One branch's domain series as plain values: about 370 bytes, where a prometheus_client
-    child per label set (15 or so per branch) cost about 13 KB (benchmarks/metrics_memory.py)."""
-
-    __slots__ = ("app_name", "last_duration", "last_success", "status", "transitions")
-
-    def __init__(self, app_name: str) -> None:
-        self.app_name = app_name
-        self.status: str | None = None  # of the latest job; None until a job is seen
-        self.last_duration: float | None = None
-        self.last_success: float | None = None
-        # (from_status, to_status) -> count. The finished counts are not stored: each terminal
-        # transition counted one finished job, so they are these counts summed by to_status.
-        self.transitions: dict[tuple[str, str], int] = {}
-
-
-class BranchSeries(Collector):
-    """The per-branch domain series, rendered at scrape time from `_Branch` values.
-
-    The counters carry no `_created` samples: nothing reads them, and in the text format each
-    would be one more gauge series per counter series, per branch, in Prometheus.
-    """
-
-    def __init__(self) -> None:
-        self._branches: dict[BranchKey, _Branch] = {}
-        # One shared tuple per (from, to) pair, instead of one per branch that saw it.
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def apply(self, state: BranchState, transitions: tuple[Transition, ...]) -> None:
-        key = state.key
-        branch = self._branches.get(key)
-        if branch is None:
-            branch = self._branches[key] = _Branch(sys.intern(state.app_name))
-        elif branch.app_name != state.app_name:
-            # Rendering under the new name is what drops the old name's status series.
-            branch.app_name = sys.intern(state.app_name)
-        if state.latest is not None:
-            branch.status = sys.intern(state.latest.status)
-        for t in transitions:
-            pair = (t.from_status or NEW_JOB, t.to_status)
-            pair = self._pairs.setdefault(pair, (sys.intern(pair[0]), sys.intern(pair[1])))
-            branch.transitions[pair] = branch.transitions.get(pair, 0) + 1
-            if is_terminal(t.to_status) and t.job.duration_seconds is not None:
-                branch.last_duration = t.job.duration_seconds
-        if state.last_success_time is not None:
-            branch.last_success = state.last_success_time.timestamp()
-
-    def remove(self, key: BranchKey) -> None:
-        self._branches.pop(key, None)
-
-    def describe(self) -> Iterator[Metric]:
-        """Names and types only, for the registry's duplicate check (no samples to build)."""
-        for make in _FAMILIES:
-            yield make()
-
-    def collect(self) -> Iterator[Metric]:
-        """Each family in slices of SLICE branches: a scrape holds one slice's samples at a
-        time, and `/metrics` writes (and yields the event loop) between slices. The branches
-        are listed first, since a poll may add or drop one between two slices."""
-        branches = list(self._branches.items())
-        for make, fill in zip(_FAMILIES, _SAMPLES, strict=True):
-            for start in range(0, max(1, len(branches)), SLICE):
-                family = make()
-                for key, branch in branches[start : start + SLICE]:
-                    fill(family, key, branch)
-                yield family
-
-
-_BRANCH = ("app_id", "branch")
-
-
-def _status_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        "amplify_job_status", STATUS_HELP, labels=("app_id", "app_name", "branch", "status")
-    )
-
-
-def _transitions_family() -> CounterMetricFamily:
-    return CounterMetricFamily(
-        "amplify_job_transitions", TRANSITIONS_HELP, labels=(*_BRANCH, "from_status", "to_status")
-    )
-
-
-def _finished_family() -> CounterMetricFamily:
-    return CounterMetricFamily("amplify_jobs_finished", FINISHED_HELP, labels=(*_BRANCH, "status"))
-
-
-def _duration_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily("amplify_job_last_duration_seconds", DURATION_HELP, labels=_BRANCH)
-
-
-def _success_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        "amplify_branch_last_success_timestamp_seconds", SUCCESS_HELP, labels=_BRANCH
-    )
-
-
-def _status_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
-    if b.status is None:
-        return
-    for s in KNOWN_STATUSES:
-        family.add_metric((key.app_id, b.app_name, key.branch, s), 1.0 if s == b.status else 0.0)
-    if b.status not in KNOWN_STATUSES:
-        family.add_metric((key.app_id, b.app_name, key.branch, b.status), 1.0)
-
-
-def _transition_samples(family: CounterMetricFamily, key: BranchKey, b: _Branch) -> None:
-    for (from_status, to_status), count in b.transitions.items():
-        family.add_metric((key.app_id, key.branch, from_status, to_status), count)
-
-
-def _finished_samples(family: CounterMetricFamily, key: BranchKey, b: _Branch) -> None:
-    # Zero until the first one: increase() cannot see a series' first sample, so a branch's
-    # first failure would otherwise be invisible to rules and dashboards.
-    counts = dict.fromkeys(TERMINAL, 0)
-    for (_, to_status), count in b.transitions.items():
-        if to_status in counts:
-            counts[to_status] += count
-    for s, count in counts.items():
-        family.add_metric((key.app_id, key.branch, s), count)
-
-
-def _duration_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
-    if b.last_duration is not None:
-        family.add_metric((key.app_id, key.branch), b.last_duration)
-
-
-def _success_samples(family: GaugeMetricFamily, key: BranchKey, b: _Branch) -> None:
-    if b.last_success is not None:
-        family.add_metric((key.app_id, key.branch), b.last_success)
-
-
-_FAMILIES: tuple[Callable[[], Metric], ...] = (
-    _status_family,
-    _transitions_family,
-    _finished_family,
-    _duration_family,
-    _success_family,
-)
-_SAMPLES: tuple[Callable[[Any, BranchKey, _Branch], None], ...] = (
-    _status_samples,
-    _transition_samples,
-    _finished_samples,
-    _duration_samples,
-    _success_samples,
-)
 
 
 class _One:
@@ -212,6 +44,8 @@ class Metrics:
         # Registered first, so the domain series lead the exposition as they always have.
         self._branches = BranchSeries()
         r.register(self._branches)
+        self._durations = JobDurations()
+        r.register(self._durations)
         self.api_requests = Counter(
             "amplify_monitor_api_requests",
             "Amplify API calls made, by operation and outcome.",
@@ -304,9 +138,14 @@ class Metrics:
     def apply(self, state: BranchState, transitions: tuple[Transition, ...] = ()) -> None:
         """Bring a branch's series in line with its state and count its transitions."""
         self._branches.apply(state, transitions)
+        for t in transitions:
+            if is_terminal(t.to_status) and t.job.duration_seconds is not None:
+                self._durations.observe(state.key.app_id, t.to_status, t.job.duration_seconds)
 
     def remove_branch(self, key: BranchKey) -> None:
-        self._branches.remove(key)
+        """A branch is gone; its app's build durations go with the app's last branch."""
+        if self._branches.remove(key) == 0:
+            self._durations.remove_app(key.app_id)
 
     def set_watched(self, count: int) -> None:
         self.watched.set(count)

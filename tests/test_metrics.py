@@ -155,7 +155,11 @@ def domain_lines(text: str) -> list[str]:
         if line.removeprefix("# HELP ")
         .removeprefix("# TYPE ")
         .startswith(("amplify_job", "amplify_branch"))
+        and PER_APP not in line
     )
+
+
+PER_APP = "amplify_job_duration_seconds"  # per app, not per branch: tested on its own
 
 
 MAIN = BranchKey("d1", "main")
@@ -395,6 +399,7 @@ def test_a_fleet_larger_than_one_slice_has_one_help_and_type_per_family_and_ever
         line.split("{")[0]
         for line in lines
         if line.startswith(("amplify_job", "amplify_branch"))  # the per-branch families
+        and not line.startswith(PER_APP)  # a histogram interleaves _bucket/_count/_sum
     ]
     firsts = {n: names.index(n) for n in set(names)}
     lasts = {n: len(names) - 1 - names[::-1].index(n) for n in set(names)}
@@ -418,3 +423,50 @@ async def test_metrics_endpoint_streams_the_same_exposition_as_render() -> None:
         body = await response.read()
         assert response.headers["Content-Type"].startswith("text/plain")
     assert body == metrics.render()
+
+
+def _finished(metrics: Metrics, app_id: str, branch: str, status: str, seconds: float) -> None:
+    key = BranchKey(app_id, branch)
+    done = job("7", status, seconds)
+    metrics.apply(
+        BranchState(key, "shop", latest=done), (Transition(key, done, "RUNNING", status),)
+    )
+
+
+def test_finished_jobs_durations_are_a_histogram_per_app_and_status() -> None:
+    metrics = Metrics()
+    _finished(metrics, "d1", "main", "SUCCEED", 45.0)
+    _finished(metrics, "d1", "develop", "SUCCEED", 200.0)
+    _finished(metrics, "d1", "main", "FAILED", 4000.0)  # beyond the last bucket
+    _finished(metrics, "d2", "main", "SUCCEED", 30.0)  # on a bucket's bound: inside it
+    text = metrics.render().decode()
+    bucket = "amplify_job_duration_seconds_bucket"
+    assert sample(text, bucket, app_id="d1", le="30.0", status="SUCCEED") == 0
+    assert sample(text, bucket, app_id="d1", le="60.0", status="SUCCEED") == 1
+    assert sample(text, bucket, app_id="d1", le="300.0", status="SUCCEED") == 2
+    assert sample(text, bucket, app_id="d1", le="+Inf", status="SUCCEED") == 2
+    assert sample(text, "amplify_job_duration_seconds_sum", app_id="d1", status="SUCCEED") == 245
+    assert sample(text, bucket, app_id="d1", le="3600.0", status="FAILED") == 0
+    assert sample(text, bucket, app_id="d1", le="+Inf", status="FAILED") == 1
+    assert sample(text, bucket, app_id="d2", le="30.0", status="SUCCEED") == 1
+    assert sample(text, "amplify_job_duration_seconds_count", app_id="d2", status="SUCCEED") == 1
+    assert "branch=" not in "".join(x for x in text.splitlines() if x.startswith(PER_APP))
+
+
+def test_a_restart_loading_saved_states_observes_no_duration_again() -> None:
+    metrics = Metrics()
+    key = BranchKey("d1", "main")
+    metrics.apply(BranchState(key, "shop", latest=job("7", "FAILED", 300.0)))  # no transition
+    assert PER_APP + "_count" not in metrics.render().decode()
+
+
+def test_an_apps_durations_leave_with_its_last_branch() -> None:
+    metrics = Metrics()
+    _finished(metrics, "d1", "main", "SUCCEED", 45.0)
+    _finished(metrics, "d1", "develop", "SUCCEED", 45.0)
+    metrics.remove_branch(BranchKey("d1", "develop"))
+    assert sample(metrics.render().decode(), PER_APP + "_count", app_id="d1", status="SUCCEED") == 2
+    metrics.remove_branch(BranchKey("d1", "main"))
+    assert PER_APP not in metrics.render().decode().replace("# HELP " + PER_APP, "").replace(
+        "# TYPE " + PER_APP, ""
+    )
