@@ -58,7 +58,7 @@ def test_every_alert_has_severity_component_summary_description_and_runbook() ->
     for rule in _alert_rules():
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         assert rule["labels"]["component"] in ("build", "monitor"), rule["alert"]
-        assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}, rule["alert"]
 
 
 def test_every_alert_is_unit_tested_firing_and_silent() -> None:
@@ -72,3 +72,20 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
     names = {rule["alert"] for rule in _alert_rules()}
     assert names - fires == set(), "alerts never shown firing"
     assert names - silent == set(), "alerts never shown silent"
+
+
+def test_every_runbook_url_leads_to_its_own_section_of_docs_runbook_md() -> None:
+    runbook = (RULES.parents[2] / "docs" / "runbook.md").read_text(encoding="utf-8")
+    headings = {
+        line.removeprefix("## ").strip().lower()
+        for line in runbook.splitlines()
+        if line.startswith("## ")
+    }
+    anchors = []
+    for rule in _alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page.endswith("/docs/runbook.md"), url
+        assert anchor == rule["alert"].lower(), url
+        anchors.append(anchor)
+    assert set(anchors) == headings  # one section per alert, none left over
