@@ -151,7 +151,7 @@ async def test_scripted_failure_fires_alerts_in_real_prometheus_and_dashboard_ha
                 assert rule["duration"] in (0, SHORT_FOR_SECONDS), rule
                 assert rule["labels"]["severity"] in ("critical", "warning"), rule
                 assert rule["labels"]["component"] in ("build", "monitor"), rule
-                assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule
+                assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), rule
             await clock.wait_for(
                 lambda: p.query('amplify_job_status{app_id="dshop",status="SUCCEED"} == 1'),
                 "the baseline scraped",
