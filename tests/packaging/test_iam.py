@@ -19,7 +19,7 @@ CLIENT = re.compile(r"_?client$")
 
 
 def _operations_by_method(module: Path, cls: str) -> dict[str, str]:
-    """Method name -> the operation its `self._call("Operation", ...)` makes."""
+    """Method name -> the operation its `self._call("Operation", ...)` (or `_listing`) makes."""
     tree = ast.parse(module.read_text(encoding="utf-8"))
     [klass] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
     found: dict[str, str] = {}
@@ -30,7 +30,7 @@ def _operations_by_method(module: Path, cls: str) -> dict[str, str]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "_call"
+                and node.func.attr in ("_call", "_listing")
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
             ):
