@@ -157,6 +157,7 @@ class Scheduler:
         self._behind = False
         self._wake = anyio.Event()
         self._taken = 0  # runs taken so far, to tell which runs answer an ask
+        self._last_done = clock()  # when a run last finished (the watchdog's evidence)
         self._asks: dict[Task, list[_Ask]] = {}
 
     # --- work asked for from outside ---------------------------------------------------------
@@ -189,6 +190,15 @@ class Scheduler:
         return await self.refresh(
             PollBranch(key), delay=self.poll.active_interval_seconds, priority=Priority.ACTIVE
         )
+
+    def making_progress(self, within: float) -> bool:
+        """False only when work has been overdue for `within` seconds and nothing finished
+        meanwhile: every worker is stuck (a hung call, a blocked loop). Idle is progress."""
+        now = self.clock()
+        due = self.queue.next_due()
+        if due is None or now - due <= within:
+            return True
+        return now - self._last_done <= within
 
     def _answer(self, task: Task, run: int, ok: bool) -> None:
         for ask in self._asks.get(task, ()):
@@ -274,6 +284,7 @@ class Scheduler:
                 ok = self._branch_polled(task.key, polled, start)
         finally:
             self.queue.done(task)
+            self._last_done = self.clock()
             self._notify()
         self._answer(task, run, ok)
         self.observer.poll_done(self.clock() - start, ok, self.wall())

@@ -7,6 +7,7 @@ endpoint and (in push mode) the event listener, handles signals for a clean stop
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from monitor.poller import Poller
 from monitor.scheduler import Readiness, Scheduler
 from monitor.sqs import QueueError, SqsQueue
 from monitor.store.factory import StoreError, open_store
+from monitor.systemd import Notifier, supervise, watchdog_interval
 
 _log = log.get(__name__)
 
@@ -123,6 +125,7 @@ class Service:
     ) -> None:
         """Run until cancelled. Reports `Running` once the metrics endpoint is up."""
         m = self.settings.metrics
+        notifier = Notifier.from_environment()
         async with self.edges() as edges:
             readiness = edges.readiness
             try:
@@ -144,14 +147,26 @@ class Service:
                     await tg.start(edges.scheduler.run)
                     if edges.events is not None:
                         await tg.start(edges.events.run)
+                    if notifier.enabled:
+                        tg.start_soon(
+                            functools.partial(
+                                supervise,
+                                notifier,
+                                edges.scheduler,
+                                interval=watchdog_interval(),
+                                wall=self.wall,
+                            )
+                        )
                     task_status.started(Running(port, edges))
             finally:
+                notifier.send(STOPPING="1")
                 # A held digest would otherwise wait for the next start; bounded so that a
                 # stop still completes within the promised 5 s even when Slack is down.
                 with anyio.move_on_after(SHUTDOWN_DRAIN_SECONDS, shield=True):
                     left = await edges.dispatcher.drain(timeout=SHUTDOWN_DRAIN_SECONDS)
                     if left:
                         _log.info("outbox_left_for_next_start", pending=left)
+                notifier.close()
 
     async def once(self, out: TextIO, progress: TextIO | None = None) -> int:
         """One full poll of everything, the outbox drained, a table printed. With `progress`

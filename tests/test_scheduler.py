@@ -394,3 +394,17 @@ async def test_a_started_job_has_its_branch_followed_from_one_active_interval_on
         await scheduler.run_due()
     assert results == [True]
     assert work.branch_polls == [(key, Priority.ACTIVE)]
+
+
+async def test_the_watchdog_sees_progress_when_idle_or_finishing_work_not_when_work_is_stuck() -> (
+    None
+):
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock)
+    await scheduler.run_due()
+    assert scheduler.making_progress(within=2.0)  # nothing overdue: idle is fine
+    clock.now += 60.0  # the app poll is overdue, and nothing has finished since
+    assert not scheduler.making_progress(within=2.0)
+    await scheduler.run_due()  # it ran: progress
+    assert scheduler.making_progress(within=2.0)

@@ -76,7 +76,9 @@ def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.Completed
 class Daemon:
     """`amplify-monitor run` in the background; stdout and stderr collected into files."""
 
-    def __init__(self, config: Path, workdir: Path, metrics_port: int) -> None:
+    def __init__(
+        self, config: Path, workdir: Path, metrics_port: int, env: dict[str, str] | None = None
+    ) -> None:
         self.metrics_url = f"http://127.0.0.1:{metrics_port}"
         self.stdout_path = workdir / "daemon.out"
         self.stderr_path = workdir / "daemon.err"
@@ -86,7 +88,7 @@ class Daemon:
             [sys.executable, "-m", "monitor", "run", "--config", str(config)],
             stdout=self._out,
             stderr=self._err,
-            env=cli_env(),
+            env=cli_env(**(env or {})),
         )
 
     def stdout(self) -> str:
