@@ -86,9 +86,16 @@ def _as_image_user() -> list[str]:
 def test_the_wheel_installs_in_a_fresh_venv_and_checks_the_shipped_config_as_non_root(
     shared_dir: Path,
 ) -> None:
+    # What the first stage copies (pyproject.toml, README.md, monitor/), built from a copy so
+    # the build leaves nothing in the checkout.
+    src = shared_dir / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "monitor", src / "monitor", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = shared_dir / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
         check=True,
         capture_output=True,
     )
