@@ -22,8 +22,9 @@ import anyio.abc
 
 from monitor import log
 from monitor.model import BranchKey
-from monitor.scheduler import DISCOVER, PollApp, PollBranch, Scheduler
+from monitor.scheduler import Scheduler
 from monitor.sqs import Message, QueueError, SqsQueue
+from monitor.tasks import DISCOVER, PollApp, PollBranch
 from monitor.watch import Watched
 
 _log = log.get(__name__)

@@ -26,8 +26,8 @@ from monitor.model import (
     Priority,
     job_number,
 )
-from monitor.scheduler import AppPoll, BranchPoll, Discovery
 from monitor.store.base import Store
+from monitor.tasks import AppPoll, BranchPoll, Discovery
 from monitor.watch import Watched
 
 _log = log.get(__name__)

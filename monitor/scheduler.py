@@ -5,16 +5,16 @@ whenever it is free, so a slow or hung call holds one worker, never the fleet. A
 over the interval by a stable phase from their id; branches with a job in flight are followed at
 the active interval; when the API budget cannot keep up, the lowest priorities stretch first.
 Work can also be asked for from outside (`refresh`: an Amplify event says "look now").
-Also owns readiness and the progress of the first full poll.
+Also keeps readiness and reports the progress of the first full poll. Its vocabulary (tasks,
+unit results, readiness, phases) is monitor.tasks.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -23,73 +23,25 @@ from monitor import log
 from monitor.config import PollSettings
 from monitor.model import BranchKey, Priority
 from monitor.taskqueue import Entry, TaskQueue
-from monitor.watch import Watched
+from monitor.tasks import (
+    DISCOVER,
+    AppPoll,
+    BranchPoll,
+    Discover,
+    Discovery,
+    PollApp,
+    PollBranch,
+    Readiness,
+    ScheduleObserver,
+    Task,
+    Work,
+    next_slot,
+)
 
 _log = log.get(__name__)
 
 PROGRESS_EVERY = 10.0
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Discover:
-    pass
-
-
-@dataclass(frozen=True)
-class PollApp:
-    app_id: str
-
-
-@dataclass(frozen=True)
-class PollBranch:
-    key: BranchKey
-
-
-Task = Discover | PollApp | PollBranch
-DISCOVER = Discover()
-
-
-@dataclass(frozen=True)
-class Discovery:
-    ok: bool
-    added: frozenset[str] = frozenset()
-    removed: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class AppPoll:
-    """What one ListBranches found: branches to list now, to sweep, and those that left."""
-
-    ok: bool
-    changed: tuple[BranchKey, ...] = ()
-    swept: tuple[BranchKey, ...] = ()
-    dropped: tuple[BranchKey, ...] = ()
-
-
-@dataclass(frozen=True)
-class BranchPoll:
-    ok: bool
-    in_flight: bool = False
-
-
-class Work(Protocol):
-    """The polling units the scheduler runs (monitor.poller.Poller)."""
-
-    watched: Watched
-    calls_per_app: float  # ListBranches plus the sweep's share, per app and interval
-
-    async def discover(self) -> Discovery: ...
-
-    async def poll_app(self, app_id: str) -> AppPoll: ...
-
-    async def poll_branch(self, key: BranchKey, priority: Priority) -> BranchPoll: ...
-
-
-class ScheduleObserver(Protocol):
-    def schedule_lag(self, priority: str, seconds: float) -> None: ...
-
-    def poll_done(self, seconds: float, succeeded: bool, now: float) -> None: ...
 
 
 @dataclass
@@ -99,37 +51,6 @@ class _Ask:
     after: int  # how many runs had been taken when it was asked
     done: anyio.Event = field(default_factory=anyio.Event)
     ok: bool = False
-
-
-@dataclass
-class Readiness:
-    """Ready once every app of the first discovery was polled, and while polls keep succeeding."""
-
-    stale_after: float
-    discovered: bool = False
-    never_polled: set[str] = field(default_factory=set)
-    last_success: float | None = None
-
-    def check(self, now: float) -> tuple[bool, str]:
-        if not self.discovered:
-            return False, "discovery has not succeeded yet"
-        if self.never_polled:
-            return False, f"{len(self.never_polled)} apps not polled yet"
-        if self.last_success is None or now - self.last_success > self.stale_after:
-            return False, "no successful poll recently"
-        return True, "ready"
-
-
-def phase(app_id: str, interval: float) -> float:
-    """Where in each interval an app is polled: stable, and even over a fleet."""
-    return zlib.crc32(app_id.encode()) / 2**32 * interval
-
-
-def next_slot(app_id: str, interval: float, after: float) -> float:
-    """The app's first slot after `after`. A poll that ran late skips the slots it missed
-    instead of catching up in a burst: that is how idle apps stretch under a tight budget."""
-    offset = phase(app_id, interval)
-    return offset + ((after - offset) // interval + 1) * interval
 
 
 class Scheduler:

@@ -28,10 +28,11 @@ from monitor.model import FAILED, BranchState
 from monitor.notify.factory import build_dispatcher
 from monitor.notify.outbox import Dispatcher
 from monitor.poller import Poller
-from monitor.scheduler import Readiness, Scheduler
+from monitor.scheduler import Scheduler
 from monitor.sqs import QueueError, SqsQueue
 from monitor.store.factory import StoreError, open_store
 from monitor.systemd import Notifier, supervise, watchdog_interval
+from monitor.tasks import Readiness
 
 _log = log.get(__name__)
 

@@ -24,8 +24,8 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from monitor.model import FAILED, SUCCEED, BranchKey, Priority
-from monitor.scheduler import PollBranch
 from monitor.store.sqlite import SqliteStore
+from monitor.tasks import PollBranch
 from tests.conftest import make_settings
 from tests.stepper import Stepper, stepped
 

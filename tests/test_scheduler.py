@@ -19,18 +19,10 @@ from monitor.config import PollSettings, Target
 from monitor.metrics import Metrics
 from monitor.model import App, BranchKey, Priority
 from monitor.pacing import Pacer
-from monitor.scheduler import (
-    AppPoll,
-    BranchPoll,
-    Discovery,
-    PollApp,
-    PollBranch,
-    Scheduler,
-    next_slot,
-    phase,
-)
+from monitor.scheduler import Scheduler
 from monitor.service import Edges, Service
 from monitor.simulator import Fleet, ManualClock, Simulator
+from monitor.tasks import AppPoll, BranchPoll, Discovery, PollApp, PollBranch, next_slot, phase
 from monitor.watch import Watched
 from tests.conftest import make_settings
 from tests.stepper import FakeClock

@@ -14,10 +14,10 @@ import pytest
 
 from monitor.config import Settings
 from monitor.model import FAILED, BranchKey
-from monitor.scheduler import Readiness
 from monitor.service import Service
 from monitor.simulator import Faults, Fleet, ManualClock, Simulator
 from monitor.store.sqlite import SqliteStore
+from monitor.tasks import Readiness
 from tests.conftest import make_settings
 from tests.stepper import stepped
 
