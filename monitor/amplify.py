@@ -232,8 +232,8 @@ class AmplifyClient:
             # max_attempts left to botocore (3, or AWS_MAX_ATTEMPTS) so operators can tune it.
             retries={"mode": "standard"},
             max_pool_connections=max_concurrency,
-            connect_timeout=5,
-            read_timeout=30,
+            connect_timeout=aws.connect_timeout_seconds,
+            read_timeout=aws.read_timeout_seconds,
             user_agent_extra=f"amplify-monitor/{__version__}",
         )
         async with AsyncExitStack() as stack:

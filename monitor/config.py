@@ -42,6 +42,9 @@ class AwsSettings(_Section):
     region: str = "us-east-1"
     profile: str | None = None
     endpoint_url: str | None = None
+    # Per HTTP attempt: a hung answer holds one worker this long at most, then is an error.
+    connect_timeout_seconds: PositiveSeconds = 5.0
+    read_timeout_seconds: PositiveSeconds = 30.0
 
 
 class Target(_Section):

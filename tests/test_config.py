@@ -476,3 +476,11 @@ def test_a_bad_events_section_names_its_key(events: dict[str, object], message: 
 
 def test_no_events_section_means_no_push_mode() -> None:
     assert config.parse({}).events is None
+
+
+def test_aws_timeouts_default_to_5_and_30_seconds_and_must_be_positive() -> None:
+    aws = config.parse({}).aws
+    assert (aws.connect_timeout_seconds, aws.read_timeout_seconds) == (5.0, 30.0)
+    with pytest.raises(ConfigError) as caught:
+        config.parse({"aws": {"read_timeout_seconds": 0}}, "c.toml")
+    assert str(caught.value).startswith("c.toml: aws.read_timeout_seconds: ")

@@ -140,6 +140,34 @@ async def test_one_hung_list_branches_does_not_delay_any_other_app(tmp_path: Pat
     assert lag(metrics, "app", le="0.25") == lag(metrics, "app")
 
 
+async def test_a_hung_answer_is_cut_at_the_read_timeout_and_counted_while_the_fleet_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the timeout itself, not botocore's retries
+    fleet = Fleet.idle(apps=20, branches=1, jobs_per_branch=1, clock=ManualClock())
+    async with Simulator(fleet) as sim:
+        settings = make_settings(
+            sim.url,
+            tmp_path / "state.db",
+            aws={"read_timeout_seconds": 0.5, "connect_timeout_seconds": 0.5},
+            poll={"interval_seconds": 1, "max_concurrency": 4, "max_requests_per_second": 5000},
+        )
+        clock = SwitchClock()
+        async with Service(settings, clock=clock).edges() as edges:
+            assert await edges.scheduler.run_due()
+            sim.reset_counts()
+            # The next answer hangs for longer than this test looks: counted as an error at
+            # 3.2 s, it was cut by the timeout, not answered.
+            sim.faults.latency(5.0, op="ListBranches", times=1)
+            clock.go_real()
+            await run_for(edges, 3.2)
+            text = edges.metrics.render().decode()
+    assert (
+        'amplify_monitor_api_requests_total{operation="ListBranches",outcome="error"} 1.0' in text
+    )
+    assert sim.counts["ListBranches"] >= 19 * 3  # the others, every interval
+
+
 # --- the rules, with fake polling units ---------------------------------------------------------
 
 

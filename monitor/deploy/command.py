@@ -107,7 +107,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
         raise UsageError(str(exc)) from None
     key = BranchKey(args.app, args.branch)
     return Setup(
-        aws=AwsSettings(region=region, profile=aws.profile, endpoint_url=endpoint_url),
+        aws=aws.model_copy(update={"region": region, "endpoint_url": endpoint_url}),
         target=Target(key, region, endpoint_url, config_path),
         settings=settings,
         policy=policy,
