@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from monitor import __version__, config
-from monitor.deploy_args import add_deploy_commands
+from monitor.deploy.args import add_deploy_commands
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -72,15 +72,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from monitor import deploy
+    from monitor.deploy.command import run_deploy
 
-    return deploy.run_deploy(args)
+    return run_deploy(args)
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
-    from monitor import deploy
+    from monitor.deploy.command import run_wait
 
-    return deploy.run_wait(args)
+    return run_wait(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,7 @@
 """`amplify-monitor deploy` and `wait`: put a build on a branch and follow its job to the end.
 
 The package owns the CI-facing half of the tool: archive, upload, start, follow, report, exit
-code. It reaches Amplify only through `monitor.amplify`, like the daemon.
+code. It reaches Amplify only through `monitor.amplify`, like the daemon. Nothing is imported
+here: `monitor.deploy.args` (argument parsing) is loaded by every command line, the rest only
+when `deploy` or `wait` runs.
 """
-
-from monitor.deploy.command import run_deploy, run_wait
-
-__all__ = ["run_deploy", "run_wait"]

@@ -1,4 +1,4 @@
-"""Arguments of `deploy` and `wait` (their public contract), kept apart from the heavy code."""
+"""Arguments of `deploy` and `wait` (their public contract): parsing only, no heavy imports."""
 
 from __future__ import annotations
 
