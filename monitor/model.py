@@ -33,9 +33,6 @@ KNOWN_STATUSES: tuple[str, ...] = (
     CANCELLED,
 )
 TERMINAL_STATUSES: frozenset[str] = frozenset({SUCCEED, FAILED, CANCELLED})
-UNFINISHED_STATUSES: frozenset[str] = frozenset(
-    {CREATED, PENDING, PROVISIONING, RUNNING, CANCELLING}
-)
 
 # How far along a job is. Terminal statuses share the last rank: a job never leaves one.
 _RANK: dict[str, int] = {

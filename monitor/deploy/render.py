@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from monitor import humanize
 from monitor.deploy.events import (
     Event,
     Finished,
@@ -32,14 +33,7 @@ INDENT = " " * (STATUS_WIDTH + SUBJECT_WIDTH)
 
 
 def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return humanize.duration(seconds, compact=True)
 
 
 def size(n: int) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from monitor.humanize import duration
 from monitor.model import CANCELLED, FAILED, SUCCEED, Alert
 from monitor.notify.base import Digest, Single
 
@@ -162,20 +163,6 @@ def link(url: str | None, label: str) -> str:
     carry ``&`` and go in a button's url field instead, which Slack does not parse.
     """
     return f"<{url}|{label}>" if url else label
-
-
-def duration(seconds: float) -> str:
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
 
 
 def slack_date(when: datetime) -> str:

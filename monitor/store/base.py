@@ -11,6 +11,27 @@ from typing import Protocol
 
 from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
 
+# Sent records are the dedup memory; a month is far longer than any job stays interesting.
+DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
+# Pruning rides on mark_sent, at most this often, so no caller has to schedule it.
+PRUNE_EVERY = 3600.0
+
+
+class Pruning:
+    """Both backends' rule for when sent records are pruned, and up to when."""
+
+    def __init__(self, now: float, retention: float) -> None:
+        self.retention = retention
+        self._last = now
+
+    def due(self, now: float) -> float | None:
+        """The cut-off (records sent before it go) if a prune is due now, else None; a prune
+        reported due counts as done, so a failing one is not retried before the next hour."""
+        if now - self._last < PRUNE_EVERY:
+            return None
+        self._last = now
+        return now - self.retention
+
 
 class Store(Protocol):
     async def load_all(self) -> dict[BranchKey, BranchState]:

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from monitor import log
 from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
 from monitor.store.codec import (
     CodecError,
     StoreError,
@@ -31,8 +32,6 @@ _log = log.get(__name__)
 # Bumped when the key layout below changes; a store refuses data from a newer layout.
 SCHEMA_VERSION = 1
 
-DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
-_PRUNE_EVERY = 3600.0
 _PRUNE_BATCH = 500
 
 # Key layout, all under "<prefix>:":
@@ -121,8 +120,7 @@ class RedisStore:
         self._client = client
         self._prefix = prefix
         self._clock = clock
-        self._sent_retention = sent_retention
-        self._last_prune = clock()
+        self._pruning = Pruning(clock(), sent_retention)
         self._closed = False
         self._k_meta = f"{prefix}:meta"
         self._k_state = f"{prefix}:state"
@@ -280,12 +278,12 @@ class RedisStore:
         args = [dedup_key, _num(now), receipt or "", "0" if receipt is None else "1"]
         with self._errors():
             await self._mark_sent_script(keys=keys, args=args)
-        if now - self._last_prune >= _PRUNE_EVERY:
-            self._last_prune = now
+        prune_before = self._pruning.due(now)
+        if prune_before is not None:
             # The delivery is recorded; a failed clean-up must not make it look failed, or the
             # caller would retry and post the message twice. The next prune catches up.
             try:
-                await self.prune_sent(now - self._sent_retention)
+                await self.prune_sent(prune_before)
             except StoreError as exc:
                 _log.warning("store_prune_failed", backend="redis", error=str(exc))
 

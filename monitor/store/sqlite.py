@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from monitor import log
 from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
 from monitor.store.codec import (
     CodecError,
     StoreError,
@@ -67,11 +68,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
     ),
 }
-
-# Sent records are the dedup memory; a month is far longer than any job stays interesting.
-DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
-# Pruning rides on mark_sent, at most this often, so no caller has to schedule it.
-_PRUNE_EVERY = 3600.0
 
 
 def _create_private(path: Path) -> None:
@@ -171,8 +167,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._clock = clock
-        self._sent_retention = sent_retention
-        self._last_prune = clock()
+        self._pruning = Pruning(clock(), sent_retention)
         self._lock = anyio.Lock()
 
     @classmethod
@@ -319,10 +314,7 @@ class SqliteStore:
 
     async def mark_sent(self, dedup_key: str, receipt: str | None = None) -> None:
         now = self._clock()
-        prune_before = None
-        if now - self._last_prune >= _PRUNE_EVERY:
-            self._last_prune = now
-            prune_before = now - self._sent_retention
+        prune_before = self._pruning.due(now)
 
         def work(conn: sqlite3.Connection) -> None:
             with _transaction(conn):

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.humanize import duration
 from monitor.model import CANCELLED, FAILED, Step
 from monitor.notify.base import Destination, Digest, Single
 from monitor.notify.render import (
     SlackMessage,
     console_line,
-    duration,
     escape,
     fit,
     render_digest,
