@@ -141,6 +141,7 @@ async def test_a_short_soak_leaves_nothing_growing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 async def test_a_long_soak_of_tens_of_thousands_of_cycles_leaves_nothing_growing(
     tmp_path: Path,
 ) -> None:
