@@ -35,8 +35,9 @@ def _load(path: str) -> config.Settings:
     try:
         # AWS_REGION first, as the AWS CLI and SDKs read it; botocore knows only the others.
         region = os.environ.get("AWS_REGION") or default_region(aws.profile)
-    except AmplifyError as exc:
-        raise config.ConfigError(f"{path}: aws.profile: {exc.detail}") from None
+    except AmplifyError:
+        # An unknown profile: connecting reports it (exit 1, as always), naming the profile.
+        return settings
     if region is None:
         raise config.ConfigError(
             f"{path}: aws.region: not set, and neither AWS_REGION, AWS_DEFAULT_REGION nor the "

@@ -75,9 +75,9 @@ async def test_published_events_arrive_in_the_queue_as_the_daemon_reads_them(
     job = fleet.start_job(app, "main", outcome=FAILED)
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: publish(feed, queue.url, endpoint_url=moto_url, every=0.05))
-        for _ in range(200):
+        for _ in range(200):  # until both are in the queue, not merely handed to the client
             await anyio.sleep(0.05)
-            if sum(feed.sent.values()) == 2:
+            if (await queue.counts())[0] == 2:
                 break
         tg.cancel_scope.cancel()
     answer = await queue.client.receive_message(
