@@ -78,6 +78,8 @@ def _markers_after(branch: Branch, jobs: Iterable[JobSummary]) -> Markers | None
     the newest; on a server where they do not, the prediction misses and costs that one ListJobs
     (the same as not predicting); it can never hide a job, whose start moves the total on."""
     listed = job_number(branch.active_job_id) if branch.active_job_id else 0
+    if branch.total_jobs is not None and branch.total_jobs > listed:
+        return None  # the listing's two markers are out of step: predict nothing from them
     newer = {j.job_id: j for j in jobs if j.number > listed}
     if not newer:
         return None

@@ -219,9 +219,11 @@ class Scheduler:
         poll = self.poll
         if not result.ok:
             retry = min(poll.interval_seconds, poll.discovery_interval_seconds)
-            self.queue.at(DISCOVER, start + retry, Priority.DISCOVERY)
+            self.queue.at_latest(DISCOVER, start + retry, Priority.DISCOVERY)
             return False
-        self.queue.at(DISCOVER, start + poll.discovery_interval_seconds, Priority.DISCOVERY)
+        # at_latest, like every re-plan after a run: a refresh asked while this one ran (an
+        # event for an app not seen yet) stays planned for now, not for the next slot.
+        self.queue.at_latest(DISCOVER, start + poll.discovery_interval_seconds, Priority.DISCOVERY)
         self.readiness.discovered = True
         for app_id in result.removed:
             self.queue.remove(PollApp(app_id))
@@ -238,7 +240,7 @@ class Scheduler:
 
     def _app_polled(self, app_id: str, result: AppPoll, start: float) -> bool:
         if app_id in self.work.watched.apps:
-            self.queue.at(PollApp(app_id), self._slot(app_id, start), Priority.APP)
+            self.queue.at_latest(PollApp(app_id), self._slot(app_id, start), Priority.APP)
         else:
             self.readiness.never_polled.discard(app_id)
         for key in result.dropped:

@@ -202,7 +202,11 @@ class SqsQueue:
                 self._client.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt),
             )
         except QueueError as exc:
-            if exc.code in _STALE_RECEIPT:
+            # InvalidParameterValue also means other things; only a receipt complaint is stale.
+            stale = exc.code == "ReceiptHandleIsInvalid" or (
+                exc.code in _STALE_RECEIPT and "receipt" in exc.detail.lower()
+            )
+            if stale:
                 return False
             raise
         return True

@@ -86,6 +86,7 @@ async def supervise(
     WATCHDOG=1 every `interval` seconds while the scheduler is making progress."""
     ready = False
     last_status = -STATUS_EVERY
+    last_progress = None
     tick = min(interval or 1.0, 1.0)
     last_ping = -(interval or 0.0)
     while True:
@@ -101,12 +102,14 @@ async def supervise(
                     f"first poll: {p.branches_baselined}/{p.branches} branches read, "
                     f"{p.apps_listed}/{p.apps} apps listed"
                 )
-                # A large fleet's first poll takes minutes: while it moves, push systemd's
-                # start timeout on; a first poll that stops moving still times out.
-                if scheduler.making_progress(within=EXTEND_SECONDS):
+                # A large fleet's first poll takes minutes: while it moves (more apps listed,
+                # more branches read), push systemd's start timeout on. One that stops moving,
+                # however busy it looks (retrying a denied ListApps), still times out.
+                if p != last_progress:
                     notifier.send(STATUS=status, EXTEND_TIMEOUT_USEC=str(EXTEND_SECONDS * 10**6))
                 else:
                     notifier.send(STATUS=status)
+                last_progress = p
                 last_status = now
         due = interval is not None and now - last_ping >= interval
         if due and scheduler.making_progress(within=2 * (interval or 0.0)):

@@ -955,3 +955,11 @@ def test_a_server_without_job_totals_is_predicted_by_the_active_job_alone() -> N
     before = diff(marked(None, "1"), None, jobs(("1", SUCCEED))).state
     result = diff(marked(None, "1"), before, jobs(("2", RUNNING), ("1", SUCCEED)))
     assert result.state.markers == (None, "2")
+
+
+def test_no_prediction_from_a_listing_whose_markers_are_out_of_step() -> None:
+    # total says 6 jobs, activeJobId still names 5: the fields moved separately.
+    before = diff(marked(6, "5"), None, jobs(("5", SUCCEED))).state
+    result = diff(marked(6, "5"), before, jobs(("6", FAILED), ("5", SUCCEED)))
+    assert result.state.markers == (6, "5")  # the listing's own, as without prediction
+    assert needs_jobs(marked(7, "6"), result.state)  # a job 7 behind a lagging listing shows

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import anyio
@@ -428,3 +429,47 @@ async def test_the_watchdog_sees_progress_when_idle_or_finishing_work_not_when_w
     assert not scheduler.making_progress(within=2.0)
     await scheduler.run_due()  # it ran: progress
     assert scheduler.making_progress(within=2.0)
+
+
+class HeldApps(FakeWork):
+    """App polls wait until released, so a refresh can be asked while one runs."""
+
+    def __init__(self, app_ids: list[str]) -> None:
+        super().__init__(app_ids)
+        self.hold: anyio.Event | None = None
+
+    async def poll_app(self, app_id: str) -> AppPoll:
+        if self.hold is not None:
+            await self.hold.wait()
+        return await super().poll_app(app_id)
+
+
+async def test_a_refresh_asked_while_its_task_runs_is_run_next_not_at_the_next_slot() -> None:
+    work = HeldApps(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, interval_seconds=300.0)
+    await scheduler.run_due()
+    clock.now = scheduler.queue.entry(PollApp("a1")).due  # type: ignore[union-attr]
+    results: list[bool] = []
+
+    async def ask() -> None:
+        results.append(await scheduler.refresh(PollApp("a1")))
+
+    with anyio.fail_after(5):  # without the fix the refresh waits for the next slot, 300 s
+        await _ask_during_a_held_run(scheduler, work, ask)
+    # The run that began after the ask came straight after, at the same clock reading.
+    assert results == [True]
+    assert work.polled["a1"] == 3
+
+
+async def _ask_during_a_held_run(
+    scheduler: Scheduler, work: HeldApps, ask: Callable[[], Coroutine[None, None, None]]
+) -> None:
+    async with anyio.create_task_group() as tg:
+        work.hold = anyio.Event()
+        tg.start_soon(scheduler.run_due)
+        await anyio.wait_all_tasks_blocked()  # its regular poll is running, held
+        tg.start_soon(ask)
+        await anyio.wait_all_tasks_blocked()
+        work.hold.set()
+        work.hold = None
