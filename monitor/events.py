@@ -261,5 +261,5 @@ class EventListener:
             if key not in self.watched.branches:
                 return None
         if event.job_status == STARTED:
-            return await scheduler.follow(key)
+            return await scheduler.follow(key, event.job_id)
         return await scheduler.refresh(PollBranch(key))

@@ -21,7 +21,7 @@ import anyio.abc
 
 from monitor import log
 from monitor.config import PollSettings
-from monitor.model import BranchKey, Priority
+from monitor.model import BranchKey, Priority, job_number
 from monitor.taskqueue import Entry, TaskQueue
 from monitor.tasks import (
     DISCOVER,
@@ -41,6 +41,7 @@ from monitor.tasks import (
 _log = log.get(__name__)
 
 PROGRESS_EVERY = 10.0
+FOLLOW_FOR_JOB_INTERVALS = 10  # how long a STARTED job no listing shows yet is waited for
 R = TypeVar("R")
 
 
@@ -78,6 +79,8 @@ class Scheduler:
         self._behind = False
         self._wake = anyio.Event()
         self._taken = 0  # runs taken so far, to tell which runs answer an ask
+        # Branches followed for a started job no poll has listed yet: (job number, until).
+        self._awaited: dict[BranchKey, tuple[int, float]] = {}
         self._last_done = clock()  # when a run last finished (the watchdog's evidence)
         self._asks: dict[Task, list[_Ask]] = {}
 
@@ -103,11 +106,16 @@ class Scheduler:
                 self._asks.pop(task, None)
         return ask.ok
 
-    async def follow(self, key: BranchKey) -> bool:
+    async def follow(self, key: BranchKey, job_id: str | None = None) -> bool:
         """A job started on `key` (an event said so, before any listing did): follow the branch
         at the active interval from now, so its end is found even if no event announces it.
+        With `job_id`, the branch stays followed until a poll has seen that job (a lagging
+        listing may not show it yet), for at most ten active intervals.
         Waits for that first active poll (or an earlier one) like `refresh`."""
         self.followed.add(key)
+        if job_id is not None and job_number(job_id) >= 0:
+            until = self.clock() + FOLLOW_FOR_JOB_INTERVALS * self.poll.active_interval_seconds
+            self._awaited[key] = (job_number(job_id), until)
         return await self.refresh(
             PollBranch(key), delay=self.poll.active_interval_seconds, priority=Priority.ACTIVE
         )
@@ -254,8 +262,21 @@ class Scheduler:
         self._settle_readiness(app_id)
         return result.ok
 
+    def _still_awaited(self, key: BranchKey, start: float) -> bool:
+        """A started job an event announced that no poll has listed yet (see `follow`)."""
+        awaited = self._awaited.get(key)
+        if awaited is None:
+            return False
+        number, until = awaited
+        state = self.work.watched.states.get(key)
+        if start > until or (state is not None and state.last_job_number >= number):
+            del self._awaited[key]
+            return False
+        return True
+
     def _branch_polled(self, key: BranchKey, result: BranchPoll, start: float) -> bool:
-        if result.in_flight and key in self.work.watched.branches:
+        awaited = self._still_awaited(key, start)
+        if (result.in_flight or awaited) and key in self.work.watched.branches:
             self.followed.add(key)
             when = start + self.poll.active_interval_seconds
             self.queue.at_latest(PollBranch(key), when, Priority.ACTIVE)

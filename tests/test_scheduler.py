@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from monitor.config import PollSettings, Target
 from monitor.metrics import Metrics
-from monitor.model import App, BranchKey, Priority
+from monitor.model import App, Branch, BranchKey, BranchState, JobSummary, Priority
 from monitor.pacing import Pacer
 from monitor.scheduler import Scheduler
 from monitor.service import Edges, Service
@@ -473,3 +473,49 @@ async def _ask_during_a_held_run(
         await anyio.wait_all_tasks_blocked()
         work.hold.set()
         work.hold = None
+
+
+async def test_a_started_job_no_listing_shows_yet_keeps_its_branch_followed_until_seen() -> None:
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, active_interval_seconds=5.0)
+    await scheduler.run_due()
+    key = BranchKey("a1", "main")
+    work.watched.branches[key] = Branch(key, "a1")
+    work.watched.states[key] = BranchState(key, "a1", latest=JobSummary("6", "SUCCEED"))
+    results: list[bool] = []
+
+    async def started() -> None:
+        results.append(await scheduler.follow(key, "7"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(started)
+        await anyio.wait_all_tasks_blocked()
+        clock.now += 5.0
+        await scheduler.run_due()  # a lagging listing: job 7 not there, nothing in flight
+    assert results == [True]
+    assert key in scheduler.followed  # still waiting to see job 7
+    entry = scheduler.queue.entry(PollBranch(key))
+    assert entry is not None and (entry.due, entry.priority) == (10.0, Priority.ACTIVE)
+    work.watched.states[key] = BranchState(key, "a1", latest=JobSummary("7", "CANCELLED"))
+    clock.now += 5.0
+    await scheduler.run_due()  # job 7 seen (and over): the follow ends
+    assert key not in scheduler.followed
+    assert scheduler.queue.entry(PollBranch(key)) is None
+
+
+async def test_a_started_job_never_listed_is_waited_for_ten_active_intervals_only() -> None:
+    work = BranchWork(["a1"])
+    clock = FakeClock()
+    scheduler = rules_scheduler(work, clock, active_interval_seconds=5.0)
+    await scheduler.run_due()
+    key = BranchKey("a1", "main")
+    work.watched.branches[key] = Branch(key, "a1")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(scheduler.follow, key, "99"))  # a job that never shows
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(12):
+            clock.now += 5.0
+            await scheduler.run_due()
+    assert key not in scheduler.followed
+    assert 10 <= len(work.branch_polls) <= 11
