@@ -248,7 +248,11 @@ class Scheduler:
 
     def _app_polled(self, app_id: str, result: AppPoll, start: float) -> bool:
         if app_id in self.work.watched.apps:
-            self.queue.at_latest(PollApp(app_id), self._slot(app_id, start), Priority.APP)
+            # The next slot after the answer, not after the take: a ListBranches that waited
+            # for the budget (the first poll, a saturated pacer) could otherwise find its next
+            # slot already past and list the app twice in a row.
+            done = max(start, self.clock())
+            self.queue.at_latest(PollApp(app_id), self._slot(app_id, done), Priority.APP)
         else:
             self.readiness.never_polled.discard(app_id)
         for key in result.dropped:

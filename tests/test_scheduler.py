@@ -519,3 +519,29 @@ async def test_a_started_job_never_listed_is_waited_for_ten_active_intervals_onl
             await scheduler.run_due()
     assert key not in scheduler.followed
     assert 10 <= len(work.branch_polls) <= 11
+
+
+class WaitingApps(FakeWork):
+    """Each app poll takes `wait` seconds of the fake clock, as a call waiting for the budget."""
+
+    def __init__(self, app_ids: list[str], clock: FakeClock, wait: float) -> None:
+        super().__init__(app_ids)
+        self.clock = clock
+        self.wait = wait
+
+    async def poll_app(self, app_id: str) -> AppPoll:
+        self.clock.now += self.wait
+        return await super().poll_app(app_id)
+
+
+async def test_an_app_poll_that_waited_for_the_budget_plans_its_next_slot_after_its_answer() -> (
+    None
+):
+    clock = FakeClock()
+    offset = phase("a1", 30.0)
+    work = WaitingApps(["a1"], clock, wait=offset + 1.0)  # answered after its first slot
+    scheduler = rules_scheduler(work, clock, interval_seconds=30.0)
+    await scheduler.run_due()
+    entry = scheduler.queue.entry(PollApp("a1"))
+    assert entry is not None and entry.due == offset + 30.0  # not `offset`, already past
+    assert work.polled["a1"] == 1
