@@ -117,8 +117,9 @@ class SqsQueue:
     ) -> AsyncIterator[SqsQueue]:
         config = AioConfig(
             retries={"mode": "standard"},
-            connect_timeout=5,
-            read_timeout=WAIT_SECONDS + 10,  # a long poll holds the answer for 20 s
+            connect_timeout=aws.connect_timeout_seconds,
+            # A long poll holds its answer for 20 s: never cut it before that.
+            read_timeout=max(aws.read_timeout_seconds, WAIT_SECONDS + 10),
             user_agent_extra=f"amplify-monitor/{__version__}",
         )
         async with AsyncExitStack() as stack:
