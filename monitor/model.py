@@ -216,7 +216,9 @@ class Transition:
     to_status: str
 
 
-AlertKind = Literal["failure", "recovery"]
+# "progress": a step in a job's story (started, running, ended) for a route that keeps one
+# living message per job (`notify_start`); wanted nowhere else.
+AlertKind = Literal["failure", "recovery", "progress"]
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,9 @@ class Alert:
     steps: tuple[Step, ...] = ()
     # The console hostname of the app, for links; filled in by the poller when known.
     region: str = ""
+    # The deployed branch's own site (https://<branch display name>.<app default domain>),
+    # filled in by the poller from what ListApps and ListBranches already said.
+    branch_url: str = ""
 
     @property
     def status(self) -> str:
@@ -247,8 +252,32 @@ class Alert:
         return JobDetail(self.job, self.steps).failed_step
 
 
+    @property
+    def job_key(self) -> str:
+        return job_key(self.key, self.job.job_id)
+
+
 def dedup_key(key: BranchKey, job_id: str, status: str) -> str:
     return f"{key.app_id}/{key.branch}/{job_id}/{status}"
+
+
+def job_key(key: BranchKey, job_id: str) -> str:
+    """One job, whatever its status: the key its Slack message is remembered under."""
+    return f"{key.app_id}/{key.branch}/{job_id}"
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """The Slack message that tells one job's story, kept in the store so updates and thread
+    replies still find it after a restart.
+
+    :param receipt: the notifier's handle (Slack: "<channel id>:<ts>").
+    :param payload: what the message shows now (the notifier's own encoding), so that a later
+        update (a recovery's "recovered" line) can keep the rest of it.
+    """
+
+    receipt: str
+    payload: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,3 +309,6 @@ class OutboxEntry:
     created_at: float = 0.0
     next_attempt_at: float = 0.0
     last_error: str = ""
+    # When a send of it was first begun. Set before the request leaves, so after a crash it says
+    # "the receiver may have it already": the notifier then looks before posting again.
+    first_attempt_at: float | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
 
 # Sent records are the dedup memory; a month is far longer than any job stays interesting.
 DEFAULT_SENT_RETENTION = 30 * 24 * 3600.0
@@ -69,6 +69,19 @@ class Store(Protocol):
 
     async def receipt(self, dedup_key: str) -> str | None:
         """The receipt saved by mark_sent for this dedup_key, or None."""
+        ...
+
+    async def mark_attempt(self, dedup_key: str, now: float) -> None:
+        """Record that a send of this entry is about to begin (the first such time stands), so
+        that after a crash the entry reads as "the receiver may already have it"."""
+        ...
+
+    async def save_message(self, job_key: str, ref: MessageRef) -> None:
+        """Remember (or replace) the message that tells this job's story."""
+        ...
+
+    async def message(self, job_key: str) -> MessageRef | None:
+        """The message saved for this job, or None. Pruned with the sent records."""
         ...
 
     async def close(self) -> None: ...

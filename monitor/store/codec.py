@@ -17,7 +17,7 @@ from monitor.model import Alert, AlertKind, BranchKey, BranchState, JobSummary, 
 # guessing, so a rollback of the monitor cannot silently misread state a newer one wrote.
 FORMAT_VERSION = 1
 
-_ALERT_KINDS: frozenset[str] = frozenset({"failure", "recovery"})
+_ALERT_KINDS: frozenset[str] = frozenset({"failure", "recovery", "progress"})
 
 
 class StoreError(Exception):
@@ -195,6 +195,7 @@ def alert_to_data(alert: Alert) -> dict[str, Any]:
         "failed_job_id": alert.failed_job_id,
         "steps": [step_to_data(step) for step in alert.steps],
         "region": alert.region,
+        "branch_url": alert.branch_url,
     }
 
 
@@ -215,6 +216,7 @@ def alert_from_data(data: Mapping[str, Any]) -> Alert:
         failed_job_id=_opt_str(data, "failed_job_id"),
         steps=tuple(step_from_data(_mapping(step, "steps[]")) for step in steps),
         region=_str(data, "region", ""),
+        branch_url=_str(data, "branch_url", ""),
     )
 
 

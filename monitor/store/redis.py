@@ -16,7 +16,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from monitor import log
-from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
 from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
 from monitor.store.codec import (
     CodecError,
@@ -30,7 +30,7 @@ from monitor.store.codec import (
 _log = log.get(__name__)
 
 # Bumped when the key layout below changes; a store refuses data from a newer layout.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _PRUNE_BATCH = 500
 
@@ -39,10 +39,13 @@ _PRUNE_BATCH = 500
 #   state                 hash   field = JSON [app_id, branch] -> encoded BranchState
 #   outbox:seq            string enqueue counter (the order pending() follows)
 #   outbox:entry:<dedup>  hash   alert, seq, attempts, created_at, next_attempt_at, last_error,
-#                                sent_at?, receipt?  -- kept after delivery: the dedup memory
+#                                sent_at?, receipt?, first_attempt_at?  -- kept after delivery:
+#                                the dedup memory
 #   outbox:due            zset   unsent dedup keys scored by next_attempt_at
 #   outbox:order          zset   unsent dedup keys scored by seq
 #   outbox:sent           zset   sent dedup keys scored by sent_at (for pruning)
+#   message:<job key>     hash   receipt, payload: the Slack message telling a job's story
+#   message:saved         zset   job keys scored by when their message was saved (for pruning)
 #
 # Floats travel as Python repr strings and are stored untouched: Lua's tostring would round them
 # to 14 digits, and created_at must read back exactly as written.
@@ -99,6 +102,15 @@ return 1
 """
 
 
+# KEYS: entry   ARGV: now
+_MARK_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'sent_at') == 1 then
+    return 0
+end
+return redis.call('HSETNX', KEYS[1], 'first_attempt_at', ARGV[1])
+"""
+
+
 def _num(value: float) -> str:
     return repr(float(value))
 
@@ -128,9 +140,11 @@ class RedisStore:
         self._k_due = f"{prefix}:outbox:due"
         self._k_order = f"{prefix}:outbox:order"
         self._k_sent = f"{prefix}:outbox:sent"
+        self._k_messages = f"{prefix}:message:saved"
         self._save_script = client.register_script(_SAVE)
         self._mark_sent_script = client.register_script(_MARK_SENT)
         self._mark_failed_script = client.register_script(_MARK_FAILED)
+        self._mark_attempt_script = client.register_script(_MARK_ATTEMPT)
 
     @classmethod
     async def open(
@@ -262,6 +276,9 @@ class RedisStore:
                     created_at=float(row["created_at"]),
                     next_attempt_at=float(row["next_attempt_at"]),
                     last_error=_text(row.get("last_error", "")),
+                    first_attempt_at=(
+                        float(row["first_attempt_at"]) if "first_attempt_at" in row else None
+                    ),
                 )
             except (KeyError, ValueError) as exc:
                 raise CodecError(f"outbox entry {dedup}: {exc!r}") from exc
@@ -298,6 +315,45 @@ class RedisStore:
             value = await self._client.hget(self._entry_key(dedup_key), "receipt")
         return None if value is None else _text(value)
 
+    async def mark_attempt(self, dedup_key: str, now: float) -> None:
+        with self._errors():
+            await self._mark_attempt_script(keys=[self._entry_key(dedup_key)], args=[_num(now)])
+
+    def _message_key(self, job_key: str) -> str:
+        return f"{self._prefix}:message:{job_key}"
+
+    async def save_message(self, job_key: str, ref: MessageRef) -> None:
+        with self._errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    self._message_key(job_key),
+                    mapping={"receipt": ref.receipt, "payload": ref.payload},
+                )
+                pipe.zadd(self._k_messages, {job_key: self._clock()})
+                await pipe.execute()
+
+    async def message(self, job_key: str) -> MessageRef | None:
+        with self._errors():
+            row = await self._client.hgetall(self._message_key(job_key))
+        if not row or "receipt" not in row:
+            return None
+        return MessageRef(_text(row["receipt"]), _text(row.get("payload", "")))
+
+    async def _prune_messages(self, before: float) -> None:
+        while True:
+            batch = [
+                _text(m)
+                for m in await self._client.zrangebyscore(
+                    self._k_messages, "-inf", f"({_num(before)}", start=0, num=_PRUNE_BATCH
+                )
+            ]
+            if not batch:
+                return
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(*(self._message_key(job) for job in batch))
+                pipe.zrem(self._k_messages, *batch)
+                await pipe.execute()
+
     async def prune_sent(self, before: float) -> int:
         """Forget sent records delivered before `before` (epoch seconds); pending ones stay.
 
@@ -306,6 +362,7 @@ class RedisStore:
         """
         pruned = 0
         with self._errors():
+            await self._prune_messages(before)
             while True:
                 batch = [
                     _text(m)

@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 
 from monitor import log
-from monitor.model import Alert, BranchKey, BranchState, OutboxEntry
+from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
 from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
 from monitor.store.codec import (
     CodecError,
@@ -34,7 +34,7 @@ _log = log.get(__name__)
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Statements that take the schema from version N-1 to N, applied in order inside one transaction
 # on open. Add a new entry (never edit an old one) to change the schema.
@@ -66,6 +66,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
         "CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    ),
+    2: (
+        "ALTER TABLE outbox ADD COLUMN first_attempt_at REAL",
+        # One row per job with a Slack message: its receipt and what it shows now.
+        """
+        CREATE TABLE message (
+            job_key  TEXT PRIMARY KEY,
+            receipt  TEXT NOT NULL,
+            payload  TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX message_saved_at ON message (saved_at)",
     ),
 }
 
@@ -151,6 +164,7 @@ def _prune(conn: sqlite3.Connection, before: float) -> int:
         cursor = conn.execute(
             "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (before,)
         )
+        conn.execute("DELETE FROM message WHERE saved_at < ?", (before,))
     return cursor.rowcount
 
 
@@ -281,13 +295,13 @@ class SqliteStore:
 
         def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
             cursor = conn.execute(
-                "SELECT dedup_key, alert, attempts, created_at, next_attempt_at, last_error"
-                " FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
+                "SELECT dedup_key, alert, attempts, created_at, next_attempt_at, last_error,"
+                " first_attempt_at FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
                 " ORDER BY seq LIMIT ?",
                 (now, limit),
             )
             entries = []
-            for dedup, alert, attempts, created_at, next_attempt_at, last_error in cursor:
+            for dedup, alert, attempts, created_at, next_attempt_at, last_error, begun in cursor:
                 try:
                     decoded = decode_alert(alert)
                 except CodecError as exc:
@@ -299,6 +313,7 @@ class SqliteStore:
                         created_at=created_at,
                         next_attempt_at=next_attempt_at,
                         last_error=last_error,
+                        first_attempt_at=begun,
                     )
                 )
             return entries
@@ -353,6 +368,40 @@ class SqliteStore:
                 "SELECT receipt FROM outbox WHERE dedup_key = ?", (dedup_key,)
             ).fetchone()
             return None if row is None else row[0]
+
+        return await self._run(work)
+
+    async def mark_attempt(self, dedup_key: str, now: float) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "UPDATE outbox SET first_attempt_at = coalesce(first_attempt_at, ?)"
+                    " WHERE dedup_key = ? AND sent_at IS NULL",
+                    (now, dedup_key),
+                )
+
+        await self._run(work)
+
+    async def save_message(self, job_key: str, ref: MessageRef) -> None:
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO message (job_key, receipt, payload, saved_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (job_key) DO UPDATE SET receipt = excluded.receipt,"
+                    " payload = excluded.payload, saved_at = excluded.saved_at",
+                    (job_key, ref.receipt, ref.payload, now),
+                )
+
+        await self._run(work)
+
+    async def message(self, job_key: str) -> MessageRef | None:
+        def work(conn: sqlite3.Connection) -> MessageRef | None:
+            row = conn.execute(
+                "SELECT receipt, payload FROM message WHERE job_key = ?", (job_key,)
+            ).fetchone()
+            return None if row is None else MessageRef(row[0], row[1])
 
         return await self._run(work)
 

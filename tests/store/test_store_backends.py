@@ -20,6 +20,7 @@ from monitor.config import StateSettings
 from monitor.store import sqlite as sqlite_module
 from monitor.store.codec import CodecError, StoreError
 from monitor.store.factory import open_store
+from monitor.model import MessageRef
 from monitor.store.redis import RedisStore
 from monitor.store.sqlite import SqliteStore
 
@@ -180,6 +181,7 @@ async def test_redis_key_layout_is_the_documented_one(redis_prefix: str) -> None
         await store.save(make_state(), [failed, sent])
         await store.mark_failed(failed.dedup_key, "x", next_attempt_at=0.0)
         await store.mark_sent(sent.dedup_key, "ts")
+        await store.save_message(sent.job_key, MessageRef("C1:1.1", "{}"))
     finally:
         await store.close()
     client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
@@ -198,6 +200,8 @@ async def test_redis_key_layout_is_the_documented_one(redis_prefix: str) -> None
         f"{p}:outbox:sent": "zset",
         f"{p}:outbox:entry:{failed.dedup_key}": "hash",
         f"{p}:outbox:entry:{sent.dedup_key}": "hash",
+        f"{p}:message:{sent.job_key}": "hash",
+        f"{p}:message:saved": "zset",
     }
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import anyio
 import pytest
 
-from monitor.model import CANCELLED, FAILED, SUCCEED, BranchKey
+from monitor.model import CANCELLED, FAILED, SUCCEED, BranchKey, MessageRef
 from monitor.store.base import Store
 from monitor.store.codec import StoreError
 
@@ -302,6 +302,56 @@ async def test_marking_an_unknown_alert_creates_nothing(store: AnyStore) -> None
     # And the key is not remembered as sent: a real alert with it is still enqueued.
     await store.save(make_state(), [make_alert("1")])
     assert await store.pending_count() == 1
+
+
+# --- attempts and job messages ----------------------------------------------------------------
+
+
+async def test_an_entry_reads_as_never_attempted_until_a_send_begins(store: AnyStore) -> None:
+    alert = make_alert("1")
+    await store.save(make_state(), [alert])
+    [fresh] = await store.pending(now=1e12)
+    assert fresh.first_attempt_at is None
+    await store.mark_attempt(alert.dedup_key, 1000.5)
+    await store.mark_attempt(alert.dedup_key, 2000.0)  # the first begin stands
+    [begun] = await store.pending(now=1e12)
+    assert begun.first_attempt_at == 1000.5
+
+
+async def test_a_delivered_or_unknown_entry_ignores_an_attempt(store: AnyStore) -> None:
+    alert = make_alert("1")
+    await store.save(make_state(), [alert])
+    await store.mark_sent(alert.dedup_key, "C1:1.1")
+    await store.mark_attempt(alert.dedup_key, 5.0)
+    await store.mark_attempt("nobody/main/9/FAILED", 5.0)
+    assert await store.pending_count() == 0
+    await store.save(make_state(), [make_alert("2")])
+    [other] = await store.pending(now=1e12)
+    assert other.first_attempt_at is None
+
+
+async def test_a_job_message_is_saved_replaced_and_read_back(store: AnyStore) -> None:
+    assert await store.message("dabc/main/7") is None
+    await store.save_message("dabc/main/7", MessageRef("C1:1.000001", '{"text": "building"}'))
+    await store.save_message("dabc/feature/x/7", MessageRef("C1:1.000002", ""))
+    await store.save_message("dabc/main/7", MessageRef("C1:1.000001", '{"text": "failed"}'))
+    assert await store.message("dabc/main/7") == MessageRef("C1:1.000001", '{"text": "failed"}')
+    assert await store.message("dabc/feature/x/7") == MessageRef("C1:1.000002", "")
+
+
+async def test_job_messages_survive_a_reopen_and_are_pruned_with_sent_records(
+    backend: Backend,
+) -> None:
+    store = await backend.open(sent_retention=365 * DAY)
+    await store.save_message("dabc/main/1", MessageRef("C1:1.1", "old"))
+    backend.clock.advance(40 * DAY)
+    await store.save_message("dabc/main/2", MessageRef("C1:2.2", "new"))
+    await store.close()
+    reopened = await backend.open(sent_retention=365 * DAY)
+    assert await reopened.message("dabc/main/1") == MessageRef("C1:1.1", "old")
+    await reopened.prune_sent(before=backend.clock.now - 30 * DAY)
+    assert await reopened.message("dabc/main/1") is None
+    assert await reopened.message("dabc/main/2") == MessageRef("C1:2.2", "new")
 
 
 # --- retention ------------------------------------------------------------------------------
