@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -78,6 +79,27 @@ class AlertSettings(_Section):
     _statuses = field_validator("on")(_check_statuses)
 
 
+# The fields a route's `title` template may name (Python str.format syntax).
+TITLE_FIELDS = frozenset({"app", "branch", "job_id", "status", "job_type"})
+
+
+def _check_title(template: str) -> str:
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TITLE_FIELDS or spec or conversion:
+            raise ValueError(
+                f"unknown field {{{name}}}: use {', '.join('{' + f + '}' for f in sorted(TITLE_FIELDS))}"
+                if name not in TITLE_FIELDS
+                else f"{{{name}}} takes no format spec or conversion"
+            )
+    return template
+
+
 class SlackRoute(_Section):
     app_id: str | None = None
     app_name: str | None = None
@@ -85,11 +107,17 @@ class SlackRoute(_Section):
     channel: str
     mention: str | None = None
     on: tuple[str, ...] | None = None
+    # Bot mode: one living message per job, posted when it starts and updated as it moves.
+    notify_start: bool = False
+    # The first line of this route's messages, e.g. "{app} {branch}: job {job_id} {status}".
+    title: Annotated[str, Field(min_length=1, max_length=150)] | None = None
 
     @field_validator("on")
     @classmethod
     def _route_statuses(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if value is None else _check_statuses(value)
+
+    _title = field_validator("title")(lambda value: None if value is None else _check_title(value))
 
 
 class SlackSettings(_Section):

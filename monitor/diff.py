@@ -31,8 +31,12 @@ from monitor.model import (
 
 @dataclass(frozen=True)
 class AlertPolicy:
+    """:param progress: some route keeps a living message per job (``notify_start``): every
+    transition that raises no other alert raises a "progress" one."""
+
     on: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
     recovery: bool = True
+    progress: bool = False
 
 
 def _is_backwards(old: str, new: str) -> bool:
@@ -221,6 +225,10 @@ def _compare(
         elif job.status in policy.on and is_terminal(job.status):
             alerts.append(
                 Alert(key, branch.app_name, "failure", job, last_success_time=success_before)
+            )
+        elif policy.progress:
+            alerts.append(
+                Alert(key, branch.app_name, "progress", job, last_success_time=success_before)
             )
         # Only an alerted failure arms a recovery: "recovered" answers a message people saw.
         armed = job.status == FAILED and FAILED in policy.on

@@ -7,6 +7,7 @@ change markers are trusted (the safety sweep and the verdict when they hid a job
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -16,7 +17,8 @@ from monitor.config import Settings
 from monitor.diff import AlertPolicy, diff, markers_lied, needs_jobs
 from monitor.metrics import Metrics
 from monitor.model import (
-    SUCCEED,
+    CANCELLED,
+    FAILED,
     Alert,
     Branch,
     BranchKey,
@@ -31,6 +33,9 @@ from monitor.tasks import AppPoll, BranchPoll, Discovery
 from monitor.watch import Watched
 
 _log = log.get(__name__)
+
+# DNS labels only: a display name or domain with anything else makes no link at all.
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 
 
 def _failed(event: str, exc: AmplifyError, **context: str) -> None:
@@ -48,7 +53,14 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     if settings.slack is not None:
         for route in settings.slack.routes:
             statuses.update(route.on or ())
-    return AlertPolicy(on=frozenset(statuses), recovery=settings.alerts.recovery)
+    # Only a bot token can update a message: with a webhook, notify_start is ignored.
+    bot = settings.slack is not None and settings.slack.webhook_url is None
+    routes = settings.slack.routes if settings.slack is not None and bot else ()
+    return AlertPolicy(
+        on=frozenset(statuses),
+        recovery=settings.alerts.recovery,
+        progress=any(route.notify_start for route in routes),
+    )
 
 
 # The skip rule trusts ListBranches' change markers, which the API does not define precisely: a
@@ -279,10 +291,22 @@ class Poller:
                     vanished.add(job_id)
         return jobs, vanished
 
+    def _branch_url(self, key: BranchKey) -> str:
+        """The branch's site, from what ListApps and ListBranches said (no call of its own);
+        empty when either part is missing or is not a plain host name."""
+        app = self.watched.apps.get(key.app_id)
+        branch = self.watched.branches.get(key)
+        if app is None or branch is None:
+            return ""
+        host = f"{branch.display_name}.{app.default_domain}".lower()
+        if not branch.display_name or not _HOST.fullmatch(host):
+            return ""
+        return f"https://{host}"
+
     async def _enrich(self, alert: Alert) -> Alert:
         """Add the failed step and its reason (GetJob); an alert is never lost for want of it."""
-        alert = replace(alert, region=self.region)
-        if alert.kind != "failure" or alert.status == SUCCEED:
+        alert = replace(alert, region=self.region, branch_url=self._branch_url(alert.key))
+        if alert.kind == "recovery" or alert.status not in (FAILED, CANCELLED):
             return alert  # only a failed or cancelled job has a step worth naming
         try:
             detail = await self.client.get_job(alert.key, alert.job.job_id, Priority.ENRICH)

@@ -7,10 +7,11 @@ type, whether to record it, retry it soon, or shout for a person and retry slowl
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.model import Alert
+from monitor.model import Alert, MessageRef
 
 
 @dataclass(frozen=True)
@@ -22,20 +23,35 @@ class Destination:
     :param mention: trusted markup from the config (``<!subteam^S123>``, ``<@U123>``) put in
         front of the message so the right people are notified.
     :param statuses: the effective ``on`` for this destination: job statuses worth a message.
+    :param living: the route's ``notify_start`` (bot mode only): one message per job, posted
+        when it starts and updated in place as it moves.
+    :param title: the route's ``title`` template for a message's first line, or None.
     """
 
     channel: str
     mention: str | None = None
     statuses: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
+    living: bool = False
+    title: str | None = None
 
 
 @dataclass(frozen=True)
 class Single:
-    """One alert, one message. `thread` is the receipt of the message to answer in its thread."""
+    """One alert, told in one message (or, for a living destination, one update of it).
+
+    :param thread: receipt of the message to answer in its thread (a recovery's failure).
+    :param message: the message already telling this alert's job's story (living mode).
+    :param failed: the failure message a recovery marks as recovered, when it is known.
+    :param in_doubt_since: when an earlier attempt began that may have reached the receiver
+        (begun, never settled): look before posting again.
+    """
 
     alert: Alert
     destination: Destination
     thread: str | None = None
+    message: MessageRef | None = None
+    failed: MessageRef | None = None
+    in_doubt_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,13 @@ class Digest:
     alerts: tuple[Alert, ...]
     destination: Destination
     window_seconds: float
+    in_doubt_since: float | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        """One key for this set of alerts: a resend of the same digest is recognised."""
+        digest = hashlib.sha256("\n".join(sorted(a.dedup_key for a in self.alerts)).encode())
+        return f"digest/{digest.hexdigest()[:24]}"
 
 
 Notification = Single | Digest
@@ -55,9 +78,14 @@ Notification = Single | Digest
 
 @dataclass(frozen=True)
 class Delivered:
-    """The receiver took it. `receipt` is its handle for threading (Slack: channel and ts)."""
+    """The receiver took it. `receipt` is its handle for threading (Slack: channel and ts).
+
+    `message`, when set, is the message that now tells the alert's job's story: the store
+    keeps it so later updates and replies find it after a restart.
+    """
 
     receipt: str | None = None
+    message: MessageRef | None = None
 
 
 @dataclass(frozen=True)

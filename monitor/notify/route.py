@@ -43,8 +43,15 @@ class Router:
 
     @classmethod
     def build(
-        cls, alerts: AlertSettings, default_channel: str, routes: Sequence[SlackRoute] = ()
+        cls,
+        alerts: AlertSettings,
+        default_channel: str,
+        routes: Sequence[SlackRoute] = (),
+        *,
+        living: bool = False,
     ) -> Router:
+        """:param living: whether the notifier can update a message (bot mode): without it a
+        route's ``notify_start`` is ignored and every alert is a message of its own."""
         base_on = frozenset(alerts.on)
         default = Destination(channel=default_channel, statuses=base_on)
         resolved = tuple(
@@ -54,6 +61,8 @@ class Router:
                     channel=route.channel,
                     mention=route.mention,
                     statuses=frozenset(route.on) if route.on is not None else base_on,
+                    living=living and route.notify_start,
+                    title=route.title,
                 ),
             )
             for route in routes
@@ -73,7 +82,14 @@ class Router:
         that never heard of the failure has nothing to hear "recovered" about. It is also the
         recovering job's only alert (the diff raises one per job and status), so a channel
         that asked for every SUCCEED gets it too.
+
+        A living destination hears every step of a job's story: its one message must end in
+        what happened even when that status alone would not be worth a message.
         """
+        if destination.living:
+            return True
+        if alert.kind == "progress":
+            return False
         if alert.kind == "recovery":
             return (self.recovery and FAILED in destination.statuses) or (
                 SUCCEED in destination.statuses

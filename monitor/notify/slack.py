@@ -32,7 +32,8 @@ from monitor.notify.base import (
     SendResult,
     Single,
 )
-from monitor.notify.render import SlackMessage, render_digest, render_single
+from monitor.notify.render import render_digest, render_single
+from monitor.notify.text import SlackMessage
 from monitor.observe import Observer
 
 # slack_sdk logs request URLs and bodies at DEBUG; a webhook URL is a secret. Its clients get a

@@ -18,14 +18,8 @@ from hypothesis import strategies as st
 from monitor.humanize import duration
 from monitor.model import CANCELLED, FAILED, Step
 from monitor.notify.base import Destination, Digest, Single
-from monitor.notify.render import (
-    SlackMessage,
-    console_line,
-    escape,
-    fit,
-    render_digest,
-    render_single,
-)
+from monitor.notify.render import console_line, render_digest, render_single
+from monitor.notify.text import SlackMessage, escape, fit
 
 from .helpers import T0, make_alert, make_recovery
 from .slack_server import block_kit_problem
