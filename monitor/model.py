@@ -251,7 +251,6 @@ class Alert:
     def failed_step(self) -> Step | None:
         return JobDetail(self.job, self.steps).failed_step
 
-
     @property
     def job_key(self) -> str:
         return job_key(self.key, self.job.job_id)

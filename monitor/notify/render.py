@@ -42,13 +42,19 @@ from monitor.notify.text import (
     status_emoji,
     status_title,
     status_verb,
+    titled,
     units,
     where,
 )
 
 
-def render_failure(alert: Alert, mention: str | None = None) -> SlackMessage:
-    """The message for a job that ended in an alerted status (failed, cancelled, ...)."""
+def render_failure(
+    alert: Alert, mention: str | None = None, title: str | None = None
+) -> SlackMessage:
+    """The message for a job that ended in an alerted status (failed, cancelled, ...).
+
+    :param title: the route's title template; its text replaces the header's words.
+    """
     job = alert.job
     status = alert.status
     step = alert.failed_step
@@ -69,11 +75,9 @@ def render_failure(alert: Alert, mention: str | None = None) -> SlackMessage:
     commit = commit_line(alert)
     main = headline if commit is None else f"{headline}\n{commit}"
 
+    first = titled(title, alert) or f"{status_title(status)}: {fit(where_raw, 120)}"
     blocks: list[Block] = [
-        {
-            "type": "header",
-            "text": plain(cut(f"{emoji} {status_title(status)}: {fit(where_raw, 120)}", 150)),
-        },
+        {"type": "header", "text": plain(cut(f"{emoji} {first}", 150))},
         section(main),
     ]
     if step is not None and step.status_reason.strip():
@@ -121,7 +125,7 @@ def render_failure(alert: Alert, mention: str | None = None) -> SlackMessage:
         blocks.append({"type": "actions", "elements": buttons})
     blocks.append(context_block(alert))
 
-    text = f"{emoji} {status_title(status)}: {fit(where_raw, 120)} — job {job_label(alert)}"
+    text = f"{emoji} {first} — job {job_label(alert)}"
     if step is not None:
         text += f" in step {fit(step.name, 40)}"
         reason = first_line(step.status_reason)
@@ -165,7 +169,7 @@ def render_single(single: Single) -> SlackMessage:
     alert = single.alert
     if alert.kind == "recovery":
         return render_recovery(alert, in_thread=single.thread is not None)
-    return render_failure(alert, single.destination.mention)
+    return render_failure(alert, single.destination.mention, single.destination.title)
 
 
 def _window(seconds: float) -> str:

@@ -174,6 +174,23 @@ def branch_site(alert: Alert) -> str | None:
     return f"<{url}|{url.removeprefix('https://')}>"
 
 
+def titled(template: str | None, alert: Alert) -> str | None:
+    """A route's title template filled in for `alert` and made safe; None without a template.
+
+    The config checked the field names; the values are untrusted, so the result is escaped.
+    """
+    if template is None:
+        return None
+    text = template.format(
+        app=alert.app_name or alert.key.app_id,
+        branch=alert.key.branch,
+        job_id=alert.job.job_id,
+        status=alert.status,
+        job_type=alert.job.job_type,
+    )
+    return fit(text, 120)
+
+
 def slack_date(when: datetime) -> str:
     """Slack's date token: each reader sees their own time zone; the fallback is UTC."""
     utc = when.astimezone(UTC)
