@@ -97,6 +97,8 @@ class Retry:
 
     error: str
     after: float | None = None
+    # What was done before the fault (the living message posted): kept for the retry.
+    message: MessageRef | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Rejected:
 
     error: str
     hint: str = ""
+    message: MessageRef | None = None
 
 
 SendResult = Delivered | Retry | Rejected

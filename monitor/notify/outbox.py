@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 
 from monitor import log
-from monitor.model import FAILED, Alert, OutboxEntry, dedup_key
+from monitor.model import FAILED, Alert, OutboxEntry, dedup_key, job_key
 from monitor.notify.base import (
     Delivered,
     Destination,
@@ -144,6 +144,9 @@ class Dispatcher:
         # skips them, so an entry is never in two places at once.
         self._owned: set[str] = set()
         self._unrecorded: dict[str, str | None] = {}
+        # When each entry's first send began in this process (the store has it too): a retry
+        # of a send that may have reached the receiver must look before it posts again.
+        self._begun: dict[str, float] = {}
         # Keys delivered while a feed may have been reading: that read can predate mark_sent
         # and still list them as pending. Each stays owned until a feed that started after its
         # delivery has finished, so a stale read never sends an alert twice.
@@ -347,17 +350,20 @@ class Dispatcher:
         with anyio.move_on_after(max(0.0, when - self._clock())):
             await lane.wake.wait()
 
-    def _counts_for_flood(self, alert: Alert) -> bool:
+    def _counts_for_flood(self, item: _Item) -> bool:
         # A recovery replying in its failure's thread pings nobody; only top-level messages
-        # are noise worth holding back.
-        return alert.kind == "failure" or not self._notifier.threads
+        # are noise worth holding back. A living destination has one message per job, which
+        # is the bound flood control would give; held back, it could not be updated in place.
+        if item.destination.living:
+            return False
+        return item.alert.kind == "failure" or not self._notifier.threads
 
     def _admit(self, lane: _Lane, now: float) -> None:
         """Flood control, decided when the lane can act, not when the alert was fed: after
         an outage a backlog is one burst, not a trickle of windows."""
         while lane.inbox:
             item = lane.inbox.popleft()
-            if not self._notifier.flood_control or not self._counts_for_flood(item.alert):
+            if not self._notifier.flood_control or not self._counts_for_flood(item):
                 lane.queue.append(item)
                 continue
             lane.window, verdict = admit(lane.window, now, self._threshold, self._window)
@@ -386,13 +392,13 @@ class Dispatcher:
         return None
 
     async def _send(self, lane: _Lane, kind: WorkKind, items: Sequence[_Item]) -> SendResult:
+        since = await self._begin(items)
         notification: Notification
         if kind == "single":
-            item = items[0]
-            notification = Single(item.alert, item.destination, await self._thread_for(item.alert))
+            notification = await self._single(items[0], since)
         else:
             notification = Digest(
-                tuple(i.alert for i in items), _merged_destination(items), self._window
+                tuple(i.alert for i in items), _merged_destination(items), self._window, since
             )
         try:
             with anyio.fail_after(self._send_timeout):
@@ -404,19 +410,56 @@ class Dispatcher:
             _log.exception("notifier_crashed", notifier=self._notifier.name, lane=lane.key)
             return Rejected("internal_error", f"{type(exc).__name__}: {exc} (a bug; report it)")
 
-    async def _thread_for(self, alert: Alert) -> str | None:
-        if alert.kind != "recovery" or not alert.failed_job_id or not self._notifier.threads:
-            return None
+    async def _begin(self, items: Sequence[_Item]) -> float | None:
+        """Record that these entries' send begins, before it does; return when an earlier
+        attempt began (it may have reached the receiver), or None for a first attempt."""
+        now = self._clock()
+        earlier = [
+            begun
+            for item in items
+            if (begun := self._begun.get(item.key, item.entry.first_attempt_at)) is not None
+        ]
+        for item in items:
+            self._begun.setdefault(item.key, now)
+            try:
+                await self._store.mark_attempt(item.key, now)
+            except Exception as exc:
+                # Sent anyway: a late alert is worse than the small chance of a double post
+                # that this record would have closed.
+                _log.warning("outbox_attempt_unrecorded", error=str(exc), **_fields(item.alert))
+        return min(earlier) if earlier else None
+
+    async def _single(self, item: _Item, since: float | None) -> Single:
+        alert, destination = item.alert, item.destination
+        message = failed = None
+        thread: str | None = None
         try:
-            return await self._store.receipt(dedup_key(alert.key, alert.failed_job_id, FAILED))
+            if destination.living:
+                message = await self._store.message(alert.job_key)
+            if alert.kind == "recovery" and alert.failed_job_id and self._notifier.threads:
+                failed = await self._store.message(job_key(alert.key, alert.failed_job_id))
+                thread = (
+                    failed.receipt
+                    if failed is not None
+                    else await self._store.receipt(
+                        dedup_key(alert.key, alert.failed_job_id, FAILED)
+                    )
+                )
         except Exception as exc:
-            # Without the thread the recovery is still worth saying, at the top level.
+            # Without its references the alert is still worth saying, as a message of its own.
             _log.warning("receipt_read_failed", error=str(exc), **_fields(alert))
-            return None
+        return Single(alert, destination, thread, message, failed, since)
 
     async def _record(
         self, lane: _Lane, kind: WorkKind, items: Sequence[_Item], result: SendResult
     ) -> None:
+        if kind == "single" and result.message is not None:
+            # Before mark_sent: a crash between the two leaves an entry that is resent, finds
+            # its message in Slack's history, and records it; the other order could forget it.
+            try:
+                await self._store.save_message(items[0].alert.job_key, result.message)
+            except Exception as exc:
+                _log.error("message_record_failed", error=str(exc), **_fields(items[0].alert))
         if isinstance(result, Delivered):
             await self._record_delivered(lane, kind, items, result)
         else:
@@ -439,6 +482,7 @@ class Dispatcher:
         lane.failures = 0
         outcome = "sent" if kind == "single" else "digested"
         for item in items:
+            self._begun.pop(item.key, None)
             try:
                 await self._store.mark_sent(item.key, result.receipt)
                 self._releasing.append((self._feeds_started, item.key))

@@ -1,19 +1,19 @@
-"""The Slack notifiers: bot token (chat.postMessage) and incoming webhook, over slack_sdk.
+"""The Slack notifiers: bot token (Web API) and incoming webhook, over slack_sdk.
 
-The only module that imports slack_sdk. Owns talking to Slack and classifying every answer as
-delivered, retry soon (429 with its Retry-After, 5xx, connection trouble) or rejected (a fault
-a person must fix, with the fix spelled out). Never raises for a delivery problem; never logs
-or returns the token or the webhook URL.
+The only module that imports slack_sdk. Owns talking to Slack: carrying out a notification's
+plan (posts, updates, the history read that keeps a resend from posting twice) and turning
+every answer into delivered, retry soon or rejected, as `slack_answers` classifies it. Never
+raises for a delivery problem; never logs or returns the token or the webhook URL.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import anyio.to_thread
@@ -21,6 +21,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from monitor import log
+from monitor.model import MessageRef
 from monitor.notify.base import (
     Delivered,
     Destination,
@@ -30,11 +32,23 @@ from monitor.notify.base import (
     Rejected,
     Retry,
     SendResult,
-    Single,
 )
+from monitor.notify.plan import Post, Update, plan
 from monitor.notify.render import render_digest, render_single
+from monitor.notify.slack_answers import (
+    Receipt,
+    Resend,
+    classify,
+    connection_error,
+    find_posted,
+    metadata,
+    unreadable_answer,
+    webhook_error,
+)
 from monitor.notify.text import SlackMessage
 from monitor.observe import Observer
+
+_log = log.get(__name__)
 
 # slack_sdk logs request URLs and bodies at DEBUG; a webhook URL is a secret. Its clients get a
 # logger of their own pinned at WARNING, whatever level the root logger is set to.
@@ -48,136 +62,6 @@ DEFAULT_TIMEOUT = 10  # seconds per HTTP call; slack_sdk wants an int
 BOT_PACING = Pacing(rate=1.0, burst=5.0)
 # Incoming webhooks: one message a second per webhook.
 WEBHOOK_PACING = Pacing(rate=1.0, burst=5.0)
-
-_AUTH_HINT = (
-    "the bot token is not accepted: set [slack] token or token_file to a valid bot token "
-    "(xoxb-...) of an app installed in the workspace, with the chat:write scope"
-)
-_HINTS: dict[str, str] = {
-    "invalid_auth": _AUTH_HINT,
-    "not_authed": _AUTH_HINT,
-    "account_inactive": _AUTH_HINT,
-    "token_revoked": _AUTH_HINT,
-    "token_expired": _AUTH_HINT,
-    "not_allowed_token_type": _AUTH_HINT,
-    "no_permission": "the app lacks a permission: add the chat:write scope and reinstall it",
-    "missing_scope": "the app lacks a scope: add chat:write (and chat:write.public to post "
-    "without being invited) and reinstall it",
-    "ekm_access_denied": "the workspace's key management refuses access: ask its admins",
-    "channel_not_found": "no such channel, or a private one the bot is not in: check [slack] "
-    "channel / [[slack.routes]] channel (a channel id like C0123 is safest) and /invite the app",
-    "not_in_channel": "the bot is not in this channel: /invite the app there, or add the "
-    "chat:write.public scope",
-    "is_archived": "the channel is archived: unarchive it or route these alerts elsewhere",
-    "restricted_action": "workspace settings forbid the app posting in this channel",
-    "restricted_action_read_only_channel": "the channel is read-only for the app",
-    "restricted_action_thread_only_channel": "the channel only allows thread replies",
-    "restricted_action_non_threadable_channel": "the channel does not allow threads",
-    "team_access_not_granted": "the token has no access to this workspace",
-    # Incoming webhooks answer with these bodies.
-    "invalid_token": "the webhook URL is no longer valid: create a new incoming webhook and "
-    "update [slack] webhook_url",
-    "no_service": "the webhook was removed or disabled: create a new incoming webhook and "
-    "update [slack] webhook_url",
-    "no_service_id": "the webhook URL is malformed: copy it again from the Slack app settings",
-    "no_team": "the webhook's workspace is gone or the URL is malformed",
-    "team_disabled": "the webhook's workspace is disabled",
-    "action_prohibited": "an admin restricted posting to the webhook's channel",
-    "posting_to_general_channel_denied": "only admins may post in the webhook's channel",
-    "channel_is_archived": "the webhook's channel is archived: unarchive it or use a new webhook",
-    "no_active_hooks": "the webhook is disabled: re-enable incoming webhooks for the app",
-}
-# Slack answers these when the fault is on its side or passing: retry with backoff.
-_TRANSIENT = frozenset(
-    {
-        "ratelimited",
-        "rate_limited",
-        "internal_error",
-        "fatal_error",
-        "service_unavailable",
-        "request_timeout",
-        "team_added_to_org",
-        "org_login_required",
-        "rollup_error",
-    }
-)
-# The message itself was refused. It is our rendering at fault, so the text alone is sent
-# instead: a person still hears about the failure, without the blocks.
-_PAYLOAD = frozenset(
-    {
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "invalid_payload",
-        "msg_too_long",
-        "msg_blocks_too_long",
-        "too_many_blocks",
-        "invalid_attachments",
-        "too_many_attachments",
-    }
-)
-_THREAD = frozenset({"thread_not_found", "invalid_thread_ts", "cannot_reply_to_message"})
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What chat.postMessage answered, kept in the outbox so a recovery can reply in the
-    failure's thread (in the channel it was posted to, even if the routes changed since)."""
-
-    channel: str | None
-    ts: str
-
-    def encode(self) -> str:
-        return f"{self.channel}:{self.ts}" if self.channel else self.ts
-
-    @classmethod
-    def decode(cls, text: str) -> Receipt:
-        channel, sep, ts = text.partition(":")
-        return cls(channel, ts) if sep else cls(None, text)
-
-
-# What a refused call asks of the notifier itself: resend without the thread, or as text only.
-Resend = Literal["thread", "payload"]
-
-
-def classify(
-    status: int, error: str | None, headers: Mapping[str, str], hint_context: str = ""
-) -> SendResult | Resend:
-    """Classify a refused call from its HTTP status and Slack's error code."""
-    if status == 429 or error in ("ratelimited", "rate_limited"):
-        return Retry("rate_limited", after=_retry_after(headers))
-    if status >= 500 or status == 408 or error in _TRANSIENT:
-        return Retry(f"http_{status}" + (f" {error}" if error else ""))
-    if error in _THREAD:
-        return "thread"
-    if error in _PAYLOAD or (status == 400 and error is None):
-        return "payload"
-    code = error or f"http_{status}"
-    hint = _HINTS.get(code, "Slack refused the message; see its error code")
-    return Rejected(code, f"{hint}{hint_context}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    # Header names are case-insensitive, and not every mapping handed here knows that.
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _connection_error(exc: BaseException) -> Retry:
-    # The type only: some aiohttp errors quote the URL, and a webhook URL is a secret.
-    return Retry(f"connection: {type(exc).__name__}")
-
-
-def _unreadable_answer(exc: BaseException) -> Retry:
-    # slack_sdk trips over answers that are not Slack's JSON (a proxy's 502 page labelled
-    # application/json, a 200 in text/plain): its own errors then carry a raw aiohttp response,
-    # or are not SlackApiError at all. Whether the message was posted is unknown, and a lost
-    # alert is worse than a doubled one: retry. The type only, for the same reason as above.
-    return Retry(f"unreadable answer: {type(exc).__name__}")
 
 
 def _api_error(exc: SlackApiError) -> tuple[int, str | None, Mapping[str, str]]:
@@ -206,8 +90,25 @@ def _render(notification: Notification) -> SlackMessage:
     return render_single(notification)
 
 
+# Slack's clock and ours differ: a history read looks this far back before the first attempt.
+_HISTORY_MARGIN = 120.0
+# At most this many pages of history (100 messages each) are read for one resend.
+_HISTORY_PAGES = 5
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
+_HISTORY_FIX = (
+    "add the channels:history and groups:history scopes to the Slack app and reinstall it, "
+    "and name channels by id (C0123...): until then an alert whose send was interrupted may "
+    "be posted twice"
+)
+
+# What one step of a plan ends in: the message it posted or updated, or why it did not.
+Got = Receipt | SendResult | Resend
+
+
 class SlackBotNotifier:
-    """chat.postMessage with a bot token; one lane per channel; recoveries reply in threads.
+    """The Web API with a bot token: one lane per channel; recoveries reply in threads; living
+    messages are updated in place (chat.update); a resend of an alert that may already be in
+    Slack reads the channel's history first and posts only if it is not there.
 
     :param token: returns the bot token; called for every message (in a worker thread), so a
         token_file rotated by Kubernetes or systemd is picked up without a restart.
@@ -232,6 +133,9 @@ class SlackBotNotifier:
         self._observer = observer
         self._timeout = timeout
         self.pacing: Pacing | None = pacing
+        # Channel names as configured -> the ids Slack answered: history wants an id.
+        self._channel_ids: dict[str, str] = {}
+        self._history_warned: set[str] = set()
 
     def lane(self, destination: Destination) -> str:
         return destination.channel
@@ -246,14 +150,6 @@ class SlackBotNotifier:
             )
         if not token:
             return Rejected("empty_token", "[slack] token or token_file holds no token")
-
-        channel = notification.destination.channel
-        thread_ts: str | None = None
-        if isinstance(notification, Single) and notification.thread:
-            receipt = Receipt.decode(notification.thread)
-            channel = receipt.channel or channel
-            thread_ts = receipt.ts
-        message = _render(notification)
         client = AsyncWebClient(
             token=token,
             base_url=self._base_url,
@@ -262,25 +158,145 @@ class SlackBotNotifier:
             # Retries belong to the outbox, which keeps them across restarts and off the lane.
             retry_handlers=[],
         )
+        return await self._carry_out(client, notification)
 
-        result = await self._post(client, channel, message, thread_ts)
-        if result == "thread":
-            # The thread is gone (message deleted): say it at the top level rather than never.
-            channel, thread_ts = notification.destination.channel, None
-            result = await self._post(client, channel, message, thread_ts)
-        if result == "payload":
-            result = await self._post(client, channel, SlackMessage(message.text), thread_ts)
-        if isinstance(result, str):
-            return Rejected("payload_refused", "Slack refused even the plain-text message")
-        return result
+    async def _carry_out(self, client: AsyncWebClient, notification: Notification) -> SendResult:
+        since = notification.in_doubt_since
+        main: MessageRef | None = None
+        main_receipt: Receipt | None = None
+        for step in plan(notification):
+            got: Got
+            if isinstance(step, Update):
+                got = await self._update(client, step.target, step.message)
+                if got == "gone" and step.main:
+                    # Deleted by someone: the story goes on in a new message.
+                    got = await self._post(
+                        client, notification, Post(step.message, step.dedup), since
+                    )
+                elif got == "frozen" and step.main:
+                    # Too old to edit: say it in its thread; the old message stays the job's.
+                    reply = Post(step.message, step.dedup, thread=step.target, main=False)
+                    got = await self._post(client, notification, reply, since)
+                    if isinstance(got, Receipt):
+                        got = step.target
+                elif got in ("gone", "frozen"):
+                    continue  # a failure message that cannot take its "recovered" line
+            else:
+                thread = main_receipt if step.in_main_thread else step.thread
+                if step.in_main_thread and thread is None:
+                    continue  # nothing to reply under (Slack gave no ts)
+                got = await self._post(client, notification, replace(step, thread=thread), since)
+            if isinstance(got, str):
+                return Rejected("payload_refused", "Slack refused even the plain-text message")
+            if isinstance(got, Delivered):
+                continue  # taken, but without a ts to keep
+            if not isinstance(got, Receipt):
+                # What is done stays done: the message so far is kept with the failure, so the
+                # retry updates it instead of posting another.
+                return replace(got, message=main)
+            if step.main:
+                main_receipt = got
+                main = MessageRef(got.encode(), step.message.encode())
+        return Delivered(receipt=main.receipt if main else None, message=main)
+
+    def _channel_id(self, channel: str) -> str | None:
+        name = channel.lstrip("#")
+        if _CHANNEL_ID.fullmatch(name):
+            return name
+        return self._channel_ids.get(channel)
+
+    def _warn_history(self, reason: str, **fields: str) -> None:
+        if reason not in self._history_warned:
+            self._history_warned.add(reason)
+            _log.warning("slack_history_unavailable", reason=reason, fix=_HISTORY_FIX, **fields)
 
     async def _post(
         self,
         client: AsyncWebClient,
+        notification: Notification,
+        step: Post,
+        since: float | None = None,
+    ) -> Got:
+        """Post `step` unless an earlier attempt (begun at `since`) already did."""
+        destination = notification.destination.channel
+        thread = step.thread
+        channel = thread.channel if thread is not None and thread.channel else destination
+        if since is not None:
+            found = await self._find(client, channel, step, since)
+            if found is not None:
+                return found
+        thread_ts = thread.ts if thread is not None else None
+        got = await self._call_post(client, channel, step, step.message, thread_ts)
+        if got == "thread":
+            # The thread is gone (message deleted): say it at the top level rather than never.
+            channel, thread_ts = destination, None
+            got = await self._call_post(client, channel, step, step.message, thread_ts)
+        if got == "payload":
+            text_only = SlackMessage(step.message.text)
+            got = await self._call_post(client, channel, step, text_only, thread_ts)
+        return got
+
+    async def _find(
+        self, client: AsyncWebClient, channel: str, step: Post, since: float
+    ) -> Receipt | Retry | Rejected | None:
+        """The message an interrupted attempt posted, read back from Slack, or None."""
+        channel_id = self._channel_id(channel)
+        if channel_id is None:
+            self._warn_history("channel_name", channel=channel)
+            return None
+        in_thread = step.thread is not None and not step.broadcast
+        oldest = f"{max(0.0, since - _HISTORY_MARGIN):.6f}"
+        cursor: str | None = None
+        for _ in range(_HISTORY_PAGES):
+            started = time.perf_counter()
+            try:
+                if in_thread and step.thread is not None:
+                    response = await client.conversations_replies(
+                        channel=channel_id,
+                        ts=step.thread.ts,
+                        include_all_metadata=True,
+                        limit=100,
+                        cursor=cursor,
+                    )
+                else:
+                    response = await client.conversations_history(
+                        channel=channel_id,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=100,
+                        cursor=cursor,
+                    )
+            except SlackApiError as exc:
+                status, error, headers = _api_error(exc)
+                verdict = classify(status, error, headers)
+                if isinstance(verdict, Retry):
+                    return verdict  # not knowing is no reason to risk a double post: wait
+                self._warn_history(error or f"http_{status}", channel=channel)
+                return None
+            except _CONNECTION_ERRORS as exc:
+                return connection_error(exc)
+            except Exception as exc:
+                return unreadable_answer(exc)
+            finally:
+                self._observer.slack_request(time.perf_counter() - started)
+            ts = find_posted(response.get("messages") or [], step.dedup)
+            if ts is not None:
+                _log.info("slack_resend_skipped", dedup_key=step.dedup, channel=channel_id)
+                return Receipt(channel_id, ts)
+            meta = response.get("response_metadata") or {}
+            cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+            if not response.get("has_more") or not cursor:
+                return None
+        return None
+
+    async def _call_post(
+        self,
+        client: AsyncWebClient,
         channel: str,
+        step: Post,
         message: SlackMessage,
         thread_ts: str | None,
-    ) -> SendResult | Resend:
+    ) -> Got:
         started = time.perf_counter()
         try:
             response = await client.chat_postMessage(
@@ -288,28 +304,64 @@ class SlackBotNotifier:
                 text=message.text,
                 blocks=message.blocks or None,
                 thread_ts=thread_ts,
+                reply_broadcast=True if step.broadcast and thread_ts else None,
+                metadata=metadata(step.dedup),
                 # Links to the console are for clicking, not for previews filling the channel.
                 unfurl_links=False,
                 unfurl_media=False,
             )
         except SlackApiError as exc:
-            status, error, headers = _api_error(exc)
-            if status == 200 and error is None:
-                # "ok" missing from a 200 answer: not Slack's JSON, so not a verdict either.
-                return _unreadable_answer(exc)
-            return classify(status, error, headers, f" (channel {channel})")
+            return self._refused(exc, channel)
         except _CONNECTION_ERRORS as exc:
-            return _connection_error(exc)
+            return connection_error(exc)
         except Exception as exc:
-            return _unreadable_answer(exc)
+            return unreadable_answer(exc)
         finally:
             self._observer.slack_request(time.perf_counter() - started)
         ts = response.get("ts")
         posted_in = response.get("channel")
         if not isinstance(ts, str):
-            # ok without a ts: delivered, but nothing to thread on later.
+            # ok without a ts: delivered, but nothing to thread on or update later.
             return Delivered(receipt=None)
-        return Delivered(Receipt(posted_in if isinstance(posted_in, str) else channel, ts).encode())
+        if isinstance(posted_in, str):
+            self._channel_ids[channel] = posted_in
+            return Receipt(posted_in, ts)
+        return Receipt(channel, ts)
+
+    async def _update(self, client: AsyncWebClient, target: Receipt, message: SlackMessage) -> Got:
+        channel = target.channel or ""
+        got = await self._call_update(client, channel, target.ts, message)
+        if got == "payload":
+            got = await self._call_update(client, channel, target.ts, SlackMessage(message.text))
+        if isinstance(got, Delivered):
+            return target
+        return got
+
+    async def _call_update(
+        self, client: AsyncWebClient, channel: str, ts: str, message: SlackMessage
+    ) -> Got:
+        started = time.perf_counter()
+        try:
+            await client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks or None
+            )
+        except SlackApiError as exc:
+            return self._refused(exc, channel)
+        except _CONNECTION_ERRORS as exc:
+            return connection_error(exc)
+        except Exception as exc:
+            return unreadable_answer(exc)
+        finally:
+            self._observer.slack_request(time.perf_counter() - started)
+        return Delivered()
+
+    @staticmethod
+    def _refused(exc: SlackApiError, channel: str) -> Got:
+        status, error, headers = _api_error(exc)
+        if status == 200 and error is None:
+            # "ok" missing from a 200 answer: not Slack's JSON, so not a verdict either.
+            return unreadable_answer(exc)
+        return classify(status, error, headers, f" (channel {channel})")
 
 
 class SlackWebhookNotifier:
@@ -358,27 +410,13 @@ class SlackWebhookNotifier:
                 unfurl_media=False,
             )
         except _CONNECTION_ERRORS as exc:
-            return _connection_error(exc)
+            return connection_error(exc)
         except Exception as exc:
-            return _unreadable_answer(exc)
+            return unreadable_answer(exc)
         finally:
             self._observer.slack_request(time.perf_counter() - started)
         if response.status_code == 200:
             return Delivered(receipt=None)
         return classify(
-            response.status_code, _webhook_error(response.body), dict(response.headers or {})
+            response.status_code, webhook_error(response.body), dict(response.headers or {})
         )
-
-
-def _webhook_error(body: str | None) -> str | None:
-    """The error code in a webhook's answer: a bare code as text (``no_service``), or a JSON
-    object with an ``error`` field; anything else (an HTML page) is not Slack's."""
-    text = (body or "").strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None
-        error = data.get("error") if isinstance(data, dict) else None
-        text = error.strip() if isinstance(error, str) else ""
-    return text if text and len(text) < 64 and text.replace("_", "").isalnum() else None

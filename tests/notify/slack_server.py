@@ -1,11 +1,14 @@
-"""A local stand-in for Slack: the Web API's chat.postMessage and an incoming webhook, on
-127.0.0.1 and a random port, driven by the real slack_sdk clients.
+"""A local stand-in for Slack: the Web API's chat.postMessage, chat.update,
+conversations.history and conversations.replies, and an incoming webhook, on 127.0.0.1 and a
+random port, driven by the real slack_sdk clients.
 
 Answers the way Slack does (HTTP 200 with ``{"ok": false, "error": ...}`` for API errors; text
-bodies such as ``ok`` / ``invalid_payload`` from webhooks), checks the bearer token, remembers
-the ts of every message so replies must name a real thread, refuses payloads that break Block
-Kit's limits, records every request, and can be scripted to answer 429 + Retry-After, 5xx or
-any error for the next calls. Reusable by any test (and by the e2e daemon tests).
+bodies such as ``ok`` / ``invalid_payload`` from webhooks), checks the bearer token, keeps every
+channel's messages (text, blocks, message metadata, threads, broadcast replies) so replies must
+name a real thread, updates must name a real message and history reads back what was posted,
+refuses payloads that break Block Kit's limits, records every request, and can be scripted to
+answer 429 + Retry-After, 5xx or any error for the next calls, or to take a message and hold
+its answer (a daemon killed mid-request). Reusable by any test (and by the e2e daemon tests).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class Reply:
     text: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # Post the message, then never answer (until `FakeSlack.release()`): the request reached
+    # Slack, the answer did not reach the caller.
+    hold: bool = False
 
     @classmethod
     def error(cls, error: str) -> Reply:
@@ -111,6 +117,17 @@ class Request:
         value = self.body.get("channel")
         return str(value) if value else None
 
+    @property
+    def method(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def dedup_token(self) -> str | None:
+        meta = self.body.get("metadata")
+        payload = meta.get("event_payload") if isinstance(meta, Mapping) else None
+        value = payload.get("dedup_key") if isinstance(payload, Mapping) else None
+        return str(value) if value else None
+
     def everything(self) -> str:
         """The whole payload as JSON text, for asserting what does or does not appear."""
         return json.dumps(self.body, ensure_ascii=False)
@@ -172,6 +189,13 @@ class FakeSlack:
         self.missing_channels: set[str] = set()
         self.outside_channels: set[str] = set()
         self._threads: set[tuple[str, str]] = set()
+        # channel id -> its messages in posting order, replies included (with thread_ts).
+        self.channels: dict[str, list[dict[str, Any]]] = {}
+        # Scopes the token has; without channels:history, history reads answer missing_scope.
+        self.scopes: set[str] = {"chat:write", "channels:history", "groups:history"}
+        # Message ts that can no longer be edited (chat.update answers cant_update_message).
+        self.frozen: set[str] = set()
+        self._released = anyio.Event()
         self._ts = itertools.count(1)
         self._changed = anyio.Event()
         self._runner: web.AppRunner | None = None
@@ -182,6 +206,10 @@ class FakeSlack:
     async def __aenter__(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.update", self._update)
+        for method in ("conversations.history", "conversations.replies"):
+            app.router.add_get(f"/api/{method}", self._read)
+            app.router.add_post(f"/api/{method}", self._read)
         app.router.add_post(WEBHOOK_PATH, self._webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -221,10 +249,40 @@ class FakeSlack:
             return name
         return "C" + format(zlib.crc32(name.encode()), "08X")
 
+    def release(self) -> None:
+        """Answer the held requests (see `Reply.hold`)."""
+        self._released.set()
+
     @property
     def delivered(self) -> list[Request]:
         """Requests that posted a message, in order."""
-        return [r for r in self.requests if r.ok]
+        return [
+            r
+            for r in self.requests
+            if r.ok and (r.kind == "webhook" or r.method == "chat.postMessage")
+        ]
+
+    @property
+    def updates(self) -> list[Request]:
+        """chat.update requests that changed a message, in order."""
+        return [r for r in self.requests if r.ok and r.method == "chat.update"]
+
+    def top_level(self, channel: str) -> list[dict[str, Any]]:
+        """The messages a reader sees in the channel itself, as they stand now (updates
+        applied): top-level ones and thread replies broadcast to the channel."""
+        return [
+            m
+            for m in self.channels.get(self.channel_id(channel), [])
+            if "thread_ts" not in m or m.get("subtype") == "thread_broadcast"
+        ]
+
+    def replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The replies in a message's thread, oldest first."""
+        return [
+            m
+            for m in self.channels.get(self.channel_id(channel), [])
+            if m.get("thread_ts") == ts and m["ts"] != ts
+        ]
 
     def delivered_to(self, channel: str) -> list[Request]:
         wanted = self.channel_id(channel)
@@ -259,7 +317,8 @@ class FakeSlack:
             data = json.loads(raw or b"{}")
             return dict(data) if isinstance(data, dict) else {}
         form: dict[str, Any] = dict(parse_qsl(raw.decode()))
-        for name in ("blocks", "attachments"):
+        form.update(request.query)
+        for name in ("blocks", "attachments", "metadata"):
             if isinstance(form.get(name), str):
                 form[name] = json.loads(form[name])
         return form
@@ -273,6 +332,11 @@ class FakeSlack:
     async def _post_message(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         scripted = self._next_scripted("api")
+        if scripted is not None and scripted.hold:
+            answer = self._answer(request, body)
+            self._record(self._request("api", request, body, 200, answer))
+            await self._released.wait()
+            return web.json_response(answer)
         if scripted is not None:
             if scripted.delay:
                 await anyio.sleep(scripted.delay)
@@ -297,12 +361,18 @@ class FakeSlack:
         self._record(self._request("api", request, body, 200, answer))
         return web.json_response(answer)
 
-    def _answer(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    def _auth_error(self, request: web.Request) -> dict[str, Any] | None:
         auth = request.headers.get("Authorization", "")
         if not auth:
             return {"ok": False, "error": "not_authed"}
         if auth != f"Bearer {self.token}":
             return {"ok": False, "error": "invalid_auth"}
+        return None
+
+    def _answer(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        refused = self._auth_error(request)
+        if refused is not None:
+            return refused
         channel = str(body.get("channel") or "")
         if not channel or channel in self.missing_channels:
             return {"ok": False, "error": "channel_not_found"}
@@ -321,10 +391,99 @@ class FakeSlack:
         channel = self.channel_id(str(body.get("channel") or "general"))
         ts = f"{int(time.time())}.{next(self._ts):06d}"
         self._threads.add((channel, ts))
-        message = {"type": "message", "text": body.get("text", ""), "ts": ts}
+        message: dict[str, Any] = {"type": "message", "text": body.get("text", ""), "ts": ts}
+        if body.get("blocks"):
+            message["blocks"] = body["blocks"]
+        if isinstance(body.get("metadata"), Mapping):
+            message["metadata"] = dict(body["metadata"])
         if body.get("thread_ts"):
             message["thread_ts"] = str(body["thread_ts"])
-        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+            if body.get("reply_broadcast") in (True, "true", "1"):
+                message["subtype"] = "thread_broadcast"
+        self.channels.setdefault(channel, []).append(message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": dict(message)}
+
+    async def _update(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        scripted = self._next_scripted("api")
+        if scripted is not None and (scripted.json is None or not scripted.json.get("ok")):
+            answer: Mapping[str, Any] | str = dict(scripted.json or {}) or (scripted.text or "")
+            self._record(self._request("api", request, body, scripted.status, answer))
+            if isinstance(answer, str):
+                return web.Response(status=scripted.status, text=answer, headers=scripted.headers)
+            return web.json_response(answer, status=scripted.status, headers=scripted.headers)
+        result = self._apply_update(request, body)
+        self._record(self._request("api", request, body, 200, result))
+        return web.json_response(result)
+
+    def _apply_update(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        refused = self._auth_error(request)
+        if refused is not None:
+            return refused
+        # chat.update takes a channel id only, as Slack's does.
+        channel, ts = str(body.get("channel") or ""), str(body.get("ts") or "")
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        message = next((m for m in self.channels[channel] if m["ts"] == ts), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if ts in self.frozen:
+            return {"ok": False, "error": "cant_update_message"}
+        if not body.get("text") and not body.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        if "blocks" in body and block_kit_problem(body["blocks"]) is not None:
+            return {"ok": False, "error": "invalid_blocks"}
+        message["text"] = body.get("text", "")
+        if "blocks" in body:
+            message["blocks"] = body["blocks"]
+        message["edited"] = {"ts": f"{int(time.time())}.{next(self._ts):06d}"}
+        return {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
+
+    async def _read(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        answer = self._history(request, body)
+        self._record(self._request("api", request, body, 200, answer))
+        return web.json_response(answer)
+
+    def _history(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        refused = self._auth_error(request)
+        if refused is not None:
+            return refused
+        if "channels:history" not in self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": "channels:history",
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        channel = str(body.get("channel") or "")
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        if request.path.endswith("conversations.replies"):
+            parent = str(body.get("ts") or "")
+            found = [m for m in self.channels[channel] if parent in (m["ts"], m.get("thread_ts"))]
+            if not found:
+                return {"ok": False, "error": "thread_not_found"}
+        else:
+            oldest = float(body.get("oldest") or 0)
+            found = [
+                m
+                for m in reversed(self.channels[channel])  # newest first, as Slack answers
+                if float(m["ts"]) > oldest
+                and ("thread_ts" not in m or m.get("subtype") == "thread_broadcast")
+            ]
+        limit = int(body.get("limit") or 100)
+        start = int(body.get("cursor") or 0)
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        messages = [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in page]
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     async def _webhook(self, request: web.Request) -> web.Response:
         body = await self._body(request)

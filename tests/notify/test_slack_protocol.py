@@ -127,7 +127,8 @@ class Seen:
 
 
 class DocSlack:
-    """Slack's Web API (chat.postMessage) and an incoming webhook, as documented."""
+    """Slack's Web API (chat.postMessage, chat.update, conversations.history and .replies) and
+    an incoming webhook, as documented."""
 
     # Names resolve to ids; answers always carry the id.
     CHANNELS: ClassVar[dict[str, str]] = {"#deploys": "C0DEPLOYS", "deploys": "C0DEPLOYS"}
@@ -136,6 +137,10 @@ class DocSlack:
         self.seen: list[Seen] = []
         self.script: dict[str, deque[Raw]] = {"api": deque(), "hook": deque()}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        # Granted scopes: history methods need channels:history (public channels).
+        self.scopes = {"chat:write", "channels:history"}
+        # Messages past the workspace's edit window: chat.update answers edit_window_closed.
+        self.closed: set[str] = set()
         self._ts = itertools.count(100)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -143,6 +148,9 @@ class DocSlack:
     async def __aenter__(self) -> DocSlack:
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.update", self._update)
+        app.router.add_route("*", "/api/conversations.history", self._history)
+        app.router.add_route("*", "/api/conversations.replies", self._history)
         app.router.add_post(HOOK_PATH, self._hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -164,7 +172,88 @@ class DocSlack:
 
     @property
     def posted(self) -> list[Seen]:
-        return [s for s in self.seen if s.status == 200 and s.answer not in (None, "")]
+        return [
+            s
+            for s in self.seen
+            if s.kind in ("api", "hook") and s.status == 200 and s.answer not in (None, "")
+        ]
+
+    def calls(self, kind: str) -> list[Seen]:
+        return [s for s in self.seen if s.kind == kind]
+
+    def _authorized(self, headers: Mapping[str, str]) -> dict[str, Any] | None:
+        auth = headers.get("Authorization", "")
+        if not auth:
+            return {"ok": False, "error": "not_authed"}
+        if auth != f"Bearer {TOKEN}":
+            return {"ok": False, "error": "invalid_auth"}
+        return None
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        headers = dict(request.headers)
+        body = (
+            json.loads(await request.read())
+            if request.content_type == "application/json"
+            else dict((await request.post()).items())
+        )
+        scripted = await self._scripted("api", headers, body)
+        if scripted is not None:
+            return scripted
+        answer = self._authorized(headers) or self._apply_update(body)
+        self.seen.append(Seen("update", headers, body, 200, answer))
+        return web.json_response(answer)
+
+    def _apply_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        # "channel: Channel containing the message to be updated. For direct messages, ensure
+        # that this value is a DM ID" -- an id; a name is channel_not_found.
+        channel, ts = str(body.get("channel", "")), str(body.get("ts", ""))
+        if not channel.startswith("C"):
+            return {"ok": False, "error": "channel_not_found"}
+        message = self.messages.get((channel, ts))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if ts in self.closed:
+            return {"ok": False, "error": "edit_window_closed"}
+        if not body.get("text") and not body.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        if body.get("blocks") is not None and block_kit_errors(body["blocks"]):
+            return {"ok": False, "error": "invalid_blocks"}
+        message["text"] = body.get("text", "")
+        message["blocks"] = body.get("blocks")
+        return {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        headers = dict(request.headers)
+        body: dict[str, Any] = dict(request.query)
+        if request.method == "POST":
+            body.update((await request.post()).items())
+        answer = self._authorized(headers) or self._read(request.path, body)
+        self.seen.append(Seen("history", headers, body, 200, answer))
+        return web.json_response(answer)
+
+    def _read(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if "channels:history" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "channels:history"}
+        channel = str(body.get("channel", ""))
+        if not channel.startswith("C"):
+            return {"ok": False, "error": "channel_not_found"}
+        metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
+        mine = [m for (c, _), m in sorted(self.messages.items()) if c == channel]
+        if path.endswith("replies"):
+            parent = str(body.get("ts", ""))
+            found = [m for m in mine if parent in (m["ts"], m.get("thread_ts"))]
+        else:
+            oldest = float(body.get("oldest") or 0)
+            found = [
+                m
+                for m in reversed(mine)
+                if float(m["ts"]) > oldest
+                and (
+                    m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"
+                )
+            ]
+        shown = [{k: v for k, v in m.items() if k != "metadata" or metadata} for m in found]
+        return {"ok": True, "messages": shown, "has_more": False}
 
     async def _scripted(
         self, kind: str, headers: Mapping[str, str], body: dict[str, Any]
@@ -217,6 +306,10 @@ class DocSlack:
         message = {"type": "message", "subtype": "bot_message", "text": body["text"], "ts": ts}
         if thread is not None:
             message["thread_ts"] = thread
+            if body.get("reply_broadcast") is True:
+                message["subtype"] = "thread_broadcast"
+        if isinstance(body.get("metadata"), dict):
+            message["metadata"] = body["metadata"]
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
@@ -272,7 +365,8 @@ async def test_post_message_is_json_with_a_bearer_token_and_the_required_fields(
     doc: DocSlack, observer: RecordingObserver
 ) -> None:
     result = await bot(doc, observer).send(failure())
-    assert result == Delivered(f"C0DEPLOYS:{doc.posted[0].answer['ts']}")
+    assert isinstance(result, Delivered)
+    assert result.receipt == f"C0DEPLOYS:{doc.posted[0].answer['ts']}"
     [seen] = doc.seen
     content_type = seen.headers["Content-Type"].replace(" ", "").lower()
     assert content_type == "application/json;charset=utf-8"
