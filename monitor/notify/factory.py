@@ -28,12 +28,18 @@ def build_router_and_notifier(settings: Settings, observer: Observer) -> tuple[R
         if slack.routes:
             # A webhook posts where it was created; routes still choose mention and statuses.
             _log.info("slack_webhook_routes", note="route channels are ignored with webhook_url")
+        if any(route.notify_start for route in slack.routes):
+            _log.warning(
+                "slack_webhook_cannot_update",
+                note="notify_start needs a bot token (a webhook cannot update a message); "
+                "with webhook_url every alert is a message of its own",
+            )
         notifier = SlackWebhookNotifier(slack.webhook_url.get_secret_value(), observer)
         return Router.build(settings.alerts, "webhook", slack.routes), notifier
     if slack.channel is None:  # config validation already requires it with a token
         raise ValueError("[slack] channel is required with token")
     notifier = SlackBotNotifier(slack.bot_token, slack.base_url, observer)
-    return Router.build(settings.alerts, slack.channel, slack.routes), notifier
+    return Router.build(settings.alerts, slack.channel, slack.routes, living=True), notifier
 
 
 def build_dispatcher(

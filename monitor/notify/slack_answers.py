@@ -196,7 +196,7 @@ def find_posted(messages: Iterable[Any], dedup: str) -> str | None:
         ts = message.get("ts")
         if (
             isinstance(payload, Mapping)
-            and payload.get("dedup_key") == dedup
+            and payload.get("dedup_key") == token
             and isinstance(ts, str)
         ):
             return ts

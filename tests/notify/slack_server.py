@@ -333,10 +333,10 @@ class FakeSlack:
         body = await self._body(request)
         scripted = self._next_scripted("api")
         if scripted is not None and scripted.hold:
-            answer = self._answer(request, body)
-            self._record(self._request("api", request, body, 200, answer))
+            held = self._answer(request, body)
+            self._record(self._request("api", request, body, 200, held))
             await self._released.wait()
-            return web.json_response(answer)
+            return web.json_response(held)
         if scripted is not None:
             if scripted.delay:
                 await anyio.sleep(scripted.delay)

@@ -15,7 +15,8 @@ import structlog.testing
 from monitor.config import Settings
 from monitor.model import CANCELLED, FAILED, OutboxEntry, dedup_key
 from monitor.notify.base import Destination, Retry, Single
-from monitor.notify.slack import Receipt, SlackBotNotifier
+from monitor.notify.slack import SlackBotNotifier
+from monitor.notify.slack_answers import Receipt
 from monitor.store.base import Store
 
 from .conftest import OpenStore

@@ -135,7 +135,7 @@ class DocSlack:
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
-        self.script: dict[str, deque[Raw]] = {"api": deque(), "hook": deque()}
+        self.script: dict[str, deque[Raw]] = {"api": deque(), "hook": deque(), "history": deque()}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         # Granted scopes: history methods need channels:history (public channels).
         self.scopes = {"chat:write", "channels:history"}
@@ -227,6 +227,9 @@ class DocSlack:
         body: dict[str, Any] = dict(request.query)
         if request.method == "POST":
             body.update((await request.post()).items())
+        scripted = await self._scripted("history", headers, body)
+        if scripted is not None:
+            return scripted
         answer = self._authorized(headers) or self._read(request.path, body)
         self.seen.append(Seen("history", headers, body, 200, answer))
         return web.json_response(answer)
@@ -302,7 +305,7 @@ class DocSlack:
         thread = body.get("thread_ts")
         if thread is not None and (channel, thread) not in self.messages:
             return {"ok": False, "error": "thread_not_found"}
-        ts = f"1714564800.{next(self._ts):06d}"
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
         message = {"type": "message", "subtype": "bot_message", "text": body["text"], "ts": ts}
         if thread is not None:
             message["thread_ts"] = thread
@@ -661,3 +664,113 @@ async def test_longest_names_and_reasons_stay_within_block_kit_limits(
     [seen] = doc.seen
     assert seen.body["blocks"] and not block_kit_errors(seen.body["blocks"])
     assert _units(seen.body["text"]) <= 4000
+
+
+# --- living messages and idempotent resends ------------------------------------------------
+
+
+def living(alert: Any, **kw: Any) -> Single:
+    return Single(alert, Destination("#deploys", "<@U0123>", living=True), **kw)
+
+
+async def test_every_post_carries_its_alert_in_message_metadata(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    await bot(doc, observer).send(failure())
+    [seen] = doc.posted
+    meta = seen.body["metadata"]
+    assert meta["event_type"] == "amplify_monitor_alert"
+    token = meta["event_payload"]["dedup_key"]
+    # A digest of the dedup key: the branch name (untrusted) never travels in metadata.
+    assert isinstance(token, str) and len(token) == 32 and "main" not in token
+
+
+async def test_a_living_message_is_updated_by_channel_id_and_ts(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    notifier = bot(doc, observer)
+    started = await notifier.send(living(make_alert(status="RUNNING", kind="progress")))
+    assert isinstance(started, Delivered) and started.message is not None
+    ended = await notifier.send(living(make_alert(), message=started.message))
+    assert isinstance(ended, Delivered) and ended.receipt == started.receipt
+    [update] = doc.calls("update")
+    channel, ts = started.receipt.split(":")  # type: ignore[union-attr]
+    assert (update.body["channel"], update.body["ts"]) == (channel, ts) == ("C0DEPLOYS", ts)
+    assert doc.messages[(channel, ts)]["text"].startswith("🔴")
+    # The failure's broadcast reply: in the message's thread, with reply_broadcast set.
+    reply = doc.posted[-1]
+    assert reply.body["thread_ts"] == ts and reply.body["reply_broadcast"] is True
+    assert reply.body["text"].startswith("<@U0123>")
+
+
+async def test_an_edit_window_closed_update_becomes_a_thread_reply(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    notifier = bot(doc, observer)
+    started = await notifier.send(living(make_alert(status="RUNNING", kind="progress")))
+    assert isinstance(started, Delivered) and started.message is not None
+    ts = started.message.receipt.split(":")[1]
+    doc.closed.add(ts)
+    done = await notifier.send(
+        living(make_alert(status="SUCCEED", kind="progress"), message=started.message)
+    )
+    assert isinstance(done, Delivered) and done.receipt == started.receipt
+    reply = doc.posted[-1]
+    assert reply.body["thread_ts"] == ts and "succeeded" in reply.body["text"]
+
+
+async def test_a_resend_finds_the_interrupted_post_in_history_and_posts_nothing(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    notifier = bot(doc, observer)
+    first = await notifier.send(Single(make_alert(), Destination("C0DEPLOYS")))
+    assert isinstance(first, Delivered)
+    # As after a crash: the attempt began, its answer was never recorded.
+    again = await notifier.send(
+        Single(make_alert(), Destination("C0DEPLOYS"), in_doubt_since=time.time() - 5)
+    )
+    assert isinstance(again, Delivered) and again.receipt == first.receipt
+    assert len(doc.posted) == 1
+    [read] = doc.calls("history")
+    assert read.body["channel"] == "C0DEPLOYS"
+    assert read.body["include_all_metadata"] in ("1", "true", "True")
+    assert float(read.body["oldest"]) < time.time() - 5
+
+
+async def test_a_resend_of_a_message_slack_never_got_posts_it(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    notifier = bot(doc, observer)
+    result = await notifier.send(
+        Single(make_alert(), Destination("C0DEPLOYS"), in_doubt_since=time.time())
+    )
+    assert isinstance(result, Delivered)
+    assert len(doc.posted) == 1 and len(doc.calls("history")) == 1
+
+
+async def test_without_the_history_scope_a_resend_posts_and_says_the_fix_once(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    doc.scopes.discard("channels:history")
+    notifier = bot(doc, observer)
+    with structlog.testing.capture_logs() as logs:
+        for job in ("41", "42"):
+            result = await notifier.send(
+                Single(make_alert(job), Destination("C0DEPLOYS"), in_doubt_since=time.time())
+            )
+            assert isinstance(result, Delivered)
+    assert len(doc.posted) == 2  # at least once: the alert is not lost for want of a scope
+    [warning] = [e for e in logs if e["event"] == "slack_history_unavailable"]
+    assert warning["reason"] == "missing_scope" and "channels:history" in warning["fix"]
+
+
+async def test_a_resend_waits_when_history_is_rate_limited_rather_than_risk_a_double(
+    doc: DocSlack, observer: RecordingObserver
+) -> None:
+    limited = Raw(429, b'{"ok":false,"error":"ratelimited"}', headers={"Retry-After": "7"})
+    doc.script["history"].append(limited)
+    result = await bot(doc, observer).send(
+        Single(make_alert(), Destination("C0DEPLOYS"), in_doubt_since=time.time())
+    )
+    assert result == Retry("rate_limited", after=7.0)
+    assert doc.posted == []

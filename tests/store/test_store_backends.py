@@ -17,10 +17,10 @@ import pytest
 import redis.asyncio
 
 from monitor.config import StateSettings
+from monitor.model import MessageRef
 from monitor.store import sqlite as sqlite_module
 from monitor.store.codec import CodecError, StoreError
 from monitor.store.factory import open_store
-from monitor.model import MessageRef
 from monitor.store.redis import RedisStore
 from monitor.store.sqlite import SqliteStore
 
