@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -108,7 +109,7 @@ class SlackRoute(_Section):
     mention: str | None = None
     on: tuple[str, ...] | None = None
     # Bot mode: one living message per job, posted when it starts and updated as it moves.
-    notify_start: bool = False
+    notify_start: StrictBool = False
     # The first line of this route's messages, e.g. "{app} {branch}: job {job_id} {status}".
     title: Annotated[str, Field(min_length=1, max_length=150)] | None = None
 

@@ -963,3 +963,46 @@ def test_no_prediction_from_a_listing_whose_markers_are_out_of_step() -> None:
     result = diff(marked(6, "5"), before, jobs(("6", FAILED), ("5", SUCCEED)))
     assert result.state.markers == (6, "5")  # the listing's own, as without prediction
     assert needs_jobs(marked(7, "6"), result.state)  # a job 7 behind a lagging listing shows
+
+
+# --- progress alerts (a route with notify_start) ------------------------------------------------
+
+PROGRESS = AlertPolicy(progress=True)
+
+
+def test_with_progress_every_step_of_a_job_raises_one_alert_and_the_end_its_usual_one() -> None:
+    state = seen(jobs(("1", SUCCEED)), PROGRESS)
+    steps = [(PENDING,), (RUNNING,), (FAILED,)]
+    raised: list[tuple[str, str, str]] = []
+    for (status,) in steps:
+        result = diff(BRANCH, state, jobs(("2", status), ("1", SUCCEED)), PROGRESS)
+        raised += alerted(result)
+        state = result.state
+    assert raised == [
+        ("2", PENDING, "progress"),
+        ("2", RUNNING, "progress"),
+        ("2", FAILED, "failure"),
+    ]
+    # Polled again with nothing new: nothing more (one alert per job and status).
+    assert alerted(diff(BRANCH, state, jobs(("2", FAILED), ("1", SUCCEED)), PROGRESS)) == []
+
+
+def test_with_progress_a_success_is_a_progress_alert_and_a_recovery_stays_a_recovery() -> None:
+    state = seen(jobs(("1", SUCCEED)), PROGRESS)
+    state = diff(BRANCH, state, jobs(("2", SUCCEED), ("1", SUCCEED)), PROGRESS).state
+    failed = diff(BRANCH, state, jobs(("3", FAILED), ("2", SUCCEED)), PROGRESS)
+    recovered = diff(BRANCH, failed.state, jobs(("4", SUCCEED), ("3", FAILED)), PROGRESS)
+    assert alerted(
+        diff(BRANCH, seen(jobs(("1", SUCCEED)), PROGRESS), jobs(("2", SUCCEED)), PROGRESS)
+    ) == [("2", SUCCEED, "progress")]
+    assert alerted(recovered) == [("4", SUCCEED, "recovery")]
+
+
+def test_without_progress_no_step_raises_anything_but_the_end() -> None:
+    state = seen(jobs(("1", SUCCEED)))
+    result = diff(BRANCH, state, jobs(("2", RUNNING), ("1", SUCCEED)))
+    assert alerted(result) == [] and moved(result) == [("2", None, RUNNING)]
+
+
+def test_with_progress_a_first_sighting_still_alerts_nothing() -> None:
+    assert diff(BRANCH, None, jobs(("2", RUNNING), ("1", FAILED)), PROGRESS).alerts == ()

@@ -1,7 +1,8 @@
 """Slack end to end with the real daemon: `amplify-monitor run` killed with SIGKILL while an
-alert waits in its outbox, then restarted, delivers it exactly once; `amplify-monitor demo` with
-SLACK_WEBHOOK_URL set posts there. Real subprocesses, polling the simulator and posting through
-slack_sdk to the local Slack stand-in."""
+alert waits in its outbox, then restarted, delivers it exactly once; killed while Slack holds
+the answer to a post it has taken, then restarted, it finds the message in the channel's history
+and posts nothing more; `amplify-monitor demo` with SLACK_WEBHOOK_URL set posts there. Real
+subprocesses, polling the simulator and posting through slack_sdk to the local Slack stand-in."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from monitor.model import FAILED
 from monitor.simulator import Fleet, Simulator
 from tests.e2e.daemon import Daemon, daemon_config, free_port, run_cli
-from tests.notify.slack_server import TOKEN, FakeSlack, Reply
+from tests.notify.slack_server import TOKEN, FakeSlack, Reply, Request
 
 FAST = {"PENDING": 0.2, "PROVISIONING": 0.2, "RUNNING": 0.5}
 
@@ -35,18 +36,94 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield server
 
 
-def config(tmp_path: Path, sim: Simulator, slack: FakeSlack, port: int) -> Path:
+def config(
+    tmp_path: Path, sim: Simulator, slack: FakeSlack, port: int, channel: str = "#builds"
+) -> Path:
     slack_section = (
-        f'[slack]\ntoken = "{TOKEN}"\nchannel = "#builds"\nbase_url = "{slack.base_url}"\n'
+        f'[slack]\ntoken = "{TOKEN}"\nchannel = "{channel}"\nbase_url = "{slack.base_url}"\n'
     )
     return daemon_config(tmp_path / "config.toml", sim.url, port, slack_section)
 
 
-def start(tmp_path: Path, sim: Simulator, slack: FakeSlack, name: str) -> Daemon:
+def start(
+    tmp_path: Path, sim: Simulator, slack: FakeSlack, name: str, channel: str = "#builds"
+) -> Daemon:
     workdir = tmp_path / name
     workdir.mkdir()
     port = free_port()
-    return Daemon(config(tmp_path, sim, slack, port), workdir, port)
+    return Daemon(config(tmp_path, sim, slack, port, channel), workdir, port)
+
+
+def posts(slack: FakeSlack) -> list[Request]:
+    return [r for r in slack.requests if r.method == "chat.postMessage"]
+
+
+async def test_sigkill_while_slack_holds_the_answer_then_restart_posts_exactly_once(
+    sim: Simulator, slack: FakeSlack, tmp_path: Path
+) -> None:
+    # By id, as the README advises: conversations.history takes a channel id only.
+    channel = "C0BUILDS01"
+    slack.script(Reply(hold=True))
+    first = start(tmp_path, sim, slack, "first", channel)
+    try:
+        await first.wait_for(lambda: first.get("/readyz")[0] == 200)
+        job = sim.fleet.start_job("dshop", "main", outcome=FAILED, reason="npm ERR! missing")
+        # Slack has the message; its answer never leaves: the daemon cannot know it landed.
+        await first.wait_for(lambda: len(posts(slack)) == 1)
+        assert len(slack.top_level(channel)) == 1
+    finally:
+        first.kill()
+        slack.release()
+
+    second = start(tmp_path, sim, slack, "second", channel)
+    try:
+        await second.wait_for(lambda: second.get("/readyz")[0] == 200)
+        await second.wait_for(
+            lambda: any(r.method == "conversations.history" and r.ok for r in slack.requests)
+        )
+        await second.wait_for(lambda: "slack_resend_skipped" in second.stderr())
+        await anyio.sleep(2.0)  # several poll intervals and outbox reads: nothing more may come
+    finally:
+        second.kill()
+    [posted] = posts(slack)
+    assert f"|#{job}>" in posted.everything()
+    [message] = slack.top_level(channel)
+    assert message["metadata"]["event_payload"]["dedup_key"] == posted.dedup_token
+
+    # The delivery is now recorded: a third life neither reads history nor posts.
+    reads = sum(r.method == "conversations.history" for r in slack.requests)
+    third = start(tmp_path, sim, slack, "third", channel)
+    try:
+        await third.wait_for(lambda: third.get("/readyz")[0] == 200)
+        await anyio.sleep(2.0)
+    finally:
+        third.kill()
+    assert len(posts(slack)) == 1
+    assert sum(r.method == "conversations.history" for r in slack.requests) == reads
+
+
+async def test_without_the_history_scope_the_restart_posts_again_and_says_the_fix(
+    sim: Simulator, slack: FakeSlack, tmp_path: Path
+) -> None:
+    # The documented fallback: at least once. A lost alert is worse than a doubled one.
+    channel = "C0BUILDS01"
+    slack.scopes.discard("channels:history")
+    slack.script(Reply(hold=True))
+    first = start(tmp_path, sim, slack, "first", channel)
+    try:
+        await first.wait_for(lambda: first.get("/readyz")[0] == 200)
+        sim.fleet.start_job("dshop", "main", outcome=FAILED)
+        await first.wait_for(lambda: len(posts(slack)) == 1)
+    finally:
+        first.kill()
+        slack.release()
+    second = start(tmp_path, sim, slack, "second", channel)
+    try:
+        await second.wait_for(lambda: len(posts(slack)) == 2)
+        await second.wait_for(lambda: "slack_history_unavailable" in second.stderr())
+    finally:
+        second.kill()
+    assert "channels:history" in second.stderr() and TOKEN not in second.stderr()
 
 
 async def test_sigkill_between_write_and_send_then_restart_delivers_exactly_once(
@@ -105,3 +182,49 @@ async def test_demo_posts_to_the_webhook_when_slack_webhook_url_is_set(slack: Fa
     payloads = " ".join(m.everything() for m in slack.delivered)
     assert "npm ERR! Missing script: build" in payloads
     assert "<!channel>" not in payloads and "&lt;!channel&gt;" in payloads
+
+
+async def test_a_living_message_survives_a_restart_in_the_middle_of_its_job(
+    sim: Simulator, slack: FakeSlack, tmp_path: Path
+) -> None:
+    channel = "C0BUILDS01"
+    route = (
+        f'\n[[slack.routes]]\nbranches = ["main"]\nchannel = "{channel}"\n'
+        'notify_start = true\nmention = "<!subteam^S0123ABC>"\n'
+    )
+
+    def living(name: str) -> Daemon:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        port = free_port()
+        path = config(tmp_path, sim, slack, port, channel)
+        path.write_text(path.read_text() + route)
+        return Daemon(path, workdir, port)
+
+    first = living("first")
+    try:
+        await first.wait_for(lambda: first.get("/readyz")[0] == 200)
+        sim.fleet.start_job(
+            "dshop",
+            "main",
+            outcome=FAILED,
+            reason="npm ERR! missing",
+            durations={"PENDING": 0.5, "PROVISIONING": 0.5, "RUNNING": 6.0},
+        )
+        await first.wait_for(lambda: len(posts(slack)) == 1)  # the start, posted
+    finally:
+        first.kill()
+    second = living("second")
+    try:
+        await second.wait_for(lambda: second.get("/readyz")[0] == 200)
+        await second.wait_for(lambda: len(posts(slack)) == 2, timeout=30)  # the reply
+        await anyio.sleep(1.5)
+    finally:
+        second.kill()
+    [message] = [m for m in slack.top_level(channel) if "thread_ts" not in m]
+    assert message["text"].startswith("🔴") and "npm ERR! missing" in message["text"]
+    assert slack.updates, "the failure was an update of the start message"
+    [reply] = slack.replies(channel, message["ts"])
+    assert reply["subtype"] == "thread_broadcast" and reply["text"].startswith(
+        "<!subteam^S0123ABC>"
+    )

@@ -92,3 +92,45 @@ def test_a_channel_that_wants_every_success_hears_a_recovery_too() -> None:
     r = Router.build(settings.alerts, "#builds", settings.slack.routes)
     recovery = make_recovery(branch="release/1")
     assert r.wants(recovery, r.route(recovery))
+
+
+def living_router(*, living: bool = True) -> Router:
+    settings = slack_settings(
+        {
+            "token": "xoxb-x",
+            "channel": "#builds",
+            "routes": [
+                {
+                    "branches": ["main"],
+                    "channel": "#prod",
+                    "notify_start": True,
+                    "title": "{app}: {branch} #{job_id}",
+                    "on": ["FAILED"],
+                },
+            ],
+        }
+    )
+    assert settings.slack is not None
+    return Router.build(settings.alerts, "#builds", settings.slack.routes, living=living)
+
+
+def test_a_living_route_hears_every_step_and_others_hear_no_progress() -> None:
+    r = living_router()
+    main = r.route(make_alert(branch="main", kind="progress", status="RUNNING"))
+    assert main.living and main.title == "{app}: {branch} #{job_id}"
+    for alert in (
+        make_alert(branch="main", kind="progress", status="RUNNING"),
+        make_alert(branch="main", status=CANCELLED),  # not in its `on`: still ends the story
+        make_recovery(branch="main"),
+    ):
+        assert r.wants(alert, main)
+    other = make_alert(branch="feature/x", kind="progress", status="RUNNING")
+    assert not r.wants(other, r.route(other))
+
+
+def test_without_an_updatable_notifier_notify_start_is_ignored() -> None:
+    r = living_router(living=False)
+    destination = r.route(make_alert(branch="main"))
+    assert not destination.living
+    progress = make_alert(branch="main", kind="progress", status="RUNNING")
+    assert not r.wants(progress, destination)
