@@ -2,9 +2,12 @@
 
 The service needs two names: `build_dispatcher(settings, store, observer)` and the `Dispatcher`
 it returns (`run`, `poke`, `drain`). Inside, one stage per module: `route` (alert -> channel,
-mention, wanted or not), `policy` (flood control, pacing, backoff: pure time math), `render`
-(pure Block Kit and console text), `slack` / `console` (notifiers that classify every answer),
-`outbox` (the dispatcher that strings them together), `factory` (settings -> all of that).
+mention, wanted or not, living or not), `policy` (flood control, pacing, backoff: pure time
+math), `lane` (one channel's queue and what it does next), `references` (the attempt record and
+the messages a send continues), `text` / `render` / `story` (pure Block Kit and console text:
+safe pieces, alert messages, a job's living message), `plan` (which posts and updates tell a
+notification), `slack` / `webhook` / `console` (notifiers; `slack_answers` classifies Slack's
+answers), `outbox` (the dispatcher that strings them together), `factory` (settings -> all).
 """
 
 from monitor.notify.factory import build_dispatcher

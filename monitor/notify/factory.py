@@ -12,7 +12,8 @@ from monitor.notify.base import Notifier
 from monitor.notify.console import ConsoleNotifier
 from monitor.notify.outbox import Dispatcher
 from monitor.notify.route import Router
-from monitor.notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from monitor.notify.slack import SlackBotNotifier
+from monitor.notify.webhook import SlackWebhookNotifier
 from monitor.observe import Observer
 from monitor.store.base import Store
 

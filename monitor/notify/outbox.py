@@ -1,8 +1,9 @@
 """The dispatcher: reads the store's outbox and delivers each alert exactly once, in stages.
 
 feed (outbox -> route -> suppress or hand to a lane) -> admit (flood control: send now or hold
-for the digest) -> pace (token bucket per lane) -> send (notifier) -> record (mark sent, or
-mark failed with the next attempt time). One lane per Slack channel, each its own task: a
+for the digest; `lane`) -> pace (token bucket per lane) -> begin (record the attempt, gather the
+messages it continues; `references`) -> send (notifier) -> record (save the job's message, mark
+sent, or mark failed with the next attempt time). One lane per Slack channel, each its own task: a
 channel that is rate limited or misconfigured waits alone while the others go on, and polling
 never waits for any of it.
 """
@@ -11,37 +12,39 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import anyio
 import anyio.abc
 
 from monitor import log
-from monitor.model import FAILED, Alert, OutboxEntry, dedup_key, job_key
+from monitor.model import OutboxEntry
 from monitor.notify.base import (
     Delivered,
-    Destination,
     Digest,
     Notification,
     Notifier,
     Rejected,
     Retry,
     SendResult,
-    Single,
+)
+from monitor.notify.lane import (
+    Item,
+    Lane,
+    WorkKind,
+    admit_inbox,
+    alert_fields,
+    merged_destination,
+    next_work,
 )
 from monitor.notify.policy import (
     REJECTED_BACKOFF,
-    Bucket,
-    FloodWindow,
-    admit,
     consume,
     full_bucket,
     ready_at,
     retry_after,
 )
+from monitor.notify.references import begin, single
 from monitor.notify.route import Router
 from monitor.observe import Observer
 from monitor.store.base import Store
@@ -51,49 +54,6 @@ _log = log.get(__name__)
 # The first read after start takes every unsent entry, whatever its next attempt time: a
 # restart is often the fix (a new token, the bot invited), so it deserves an immediate try.
 _EVERYTHING = 10 * 365 * 24 * 3600.0
-
-WorkKind = Literal["single", "digest"]
-
-
-@dataclass(frozen=True)
-class _Item:
-    entry: OutboxEntry
-    destination: Destination
-    seq: int  # the order the feeder took it in: the outbox's order
-
-    @property
-    def alert(self) -> Alert:
-        return self.entry.alert
-
-    @property
-    def key(self) -> str:
-        return self.entry.alert.dedup_key
-
-
-@dataclass
-class _Lane:
-    """The delivery state of one channel. Mutated only by its own task and by the feeder
-    (which only appends to `inbox`), both on the event loop thread."""
-
-    key: str
-    inbox: deque[_Item] = field(default_factory=deque)  # fed, not yet through flood control
-    queue: deque[_Item] = field(default_factory=deque)  # to send one by one, in order
-    held: list[_Item] = field(default_factory=list)  # overflow waiting for the digest
-    digest_due: float | None = None
-    window: FloodWindow | None = None
-    bucket: Bucket | None = None
-    blocked_until: float = 0.0
-    failures: int = 0  # consecutive failed attempts, for the backoff
-    announced: set[str] = field(default_factory=set)  # errors already logged loudly
-    running: bool = False
-    wake: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.inbox or self.queue or self.held)
-
-    def nudge(self) -> None:
-        self.wake.set()
 
 
 class Dispatcher:
@@ -139,7 +99,7 @@ class Dispatcher:
         self._digest_max = digest_max
         self._rand = rand
 
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         # Dedup keys a lane holds (or that were sent but whose mark_sent failed): the feeder
         # skips them, so an entry is never in two places at once.
         self._owned: set[str] = set()
@@ -272,22 +232,22 @@ class Dispatcher:
         if not self._router.wants(alert, destination):
             await self._store.mark_sent(key, None)
             self._observer.alert(alert.status, "suppressed")
-            _log.info("alert_suppressed", **_fields(alert), channel=destination.channel)
+            _log.info("alert_suppressed", **alert_fields(alert), channel=destination.channel)
             return
         self._owned.add(key)
         lane = self._lane(self._notifier.lane(destination))
         self._seq += 1
-        lane.inbox.append(_Item(entry, destination, self._seq))
+        lane.inbox.append(Item(entry, destination, self._seq))
         lane.nudge()
 
-    def _lane(self, key: str) -> _Lane:
+    def _lane(self, key: str) -> Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(key)
+            lane = self._lanes[key] = Lane(key)
         self._start(lane)
         return lane
 
-    def _start(self, lane: _Lane) -> None:
+    def _start(self, lane: Lane) -> None:
         if not lane.running and self._tg is not None:
             lane.running = True
             self._tg.start_soon(self._lane_loop, lane, name=f"notify lane {lane.key}")
@@ -301,7 +261,7 @@ class Dispatcher:
 
     # --- one lane: admit -> pace -> send -> record --------------------------------------
 
-    async def _lane_loop(self, lane: _Lane) -> None:
+    async def _lane_loop(self, lane: Lane) -> None:
         try:
             while True:
                 lane.wake = anyio.Event()
@@ -315,13 +275,20 @@ class Dispatcher:
         finally:
             lane.running = False
 
-    async def _lane_step(self, lane: _Lane) -> None:
+    async def _lane_step(self, lane: Lane) -> None:
         now = self._clock()
         if lane.blocked_until > now:
             await self._sleep_until(lane, lane.blocked_until)
             return
-        self._admit(lane, now)
-        work = self._next_work(lane, now)
+        admit_inbox(
+            lane,
+            now,
+            flood_control=self._notifier.flood_control,
+            threads=self._notifier.threads,
+            threshold=self._threshold,
+            window=self._window,
+        )
+        work = next_work(lane, now, flushing=self._flushing > 0, most=self._digest_max)
         if work is None:
             await lane.wake.wait()
             return
@@ -344,61 +311,22 @@ class Dispatcher:
             await self._record(lane, kind, items, result)
         self._signal_progress()
 
-    async def _sleep_until(self, lane: _Lane, when: float) -> None:
+    async def _sleep_until(self, lane: Lane, when: float) -> None:
         # Woken early by a nudge (poke) to look at the clock again: with a fake clock, time
         # moves when the test says so, not when the sleep ends.
         with anyio.move_on_after(max(0.0, when - self._clock())):
             await lane.wake.wait()
 
-    def _counts_for_flood(self, item: _Item) -> bool:
-        # A recovery replying in its failure's thread pings nobody; only top-level messages
-        # are noise worth holding back. A living destination has one message per job, which
-        # is the bound flood control would give; held back, it could not be updated in place.
-        if item.destination.living:
-            return False
-        return item.alert.kind == "failure" or not self._notifier.threads
-
-    def _admit(self, lane: _Lane, now: float) -> None:
-        """Flood control, decided when the lane can act, not when the alert was fed: after
-        an outage a backlog is one burst, not a trickle of windows."""
-        while lane.inbox:
-            item = lane.inbox.popleft()
-            if not self._notifier.flood_control or not self._counts_for_flood(item):
-                lane.queue.append(item)
-                continue
-            lane.window, verdict = admit(lane.window, now, self._threshold, self._window)
-            if verdict == "send":
-                lane.queue.append(item)
-                continue
-            if lane.digest_due is None:
-                lane.digest_due = lane.window.end(self._window)
-            lane.held.append(item)
-            _log.info(
-                "alert_held_for_digest", **_fields(item.alert), lane=lane.key, due=lane.digest_due
-            )
-
-    def _next_work(self, lane: _Lane, now: float) -> tuple[WorkKind, list[_Item]] | float | None:
-        """What the lane does next: send something, wait until a time, or nothing (idle)."""
-        due = lane.digest_due
-        digest_due = bool(lane.held) and due is not None and (self._flushing > 0 or now >= due)
-        # Whichever is older goes first: the queue's head may be a first-of-window alert
-        # admitted before the overflow, or one admitted after the window ended.
-        if digest_due and (not lane.queue or lane.held[0].seq < lane.queue[0].seq):
-            return "digest", lane.held[: self._digest_max]
-        if lane.queue:
-            return "single", [lane.queue[0]]
-        if lane.held and lane.digest_due is not None:
-            return lane.digest_due
-        return None
-
-    async def _send(self, lane: _Lane, kind: WorkKind, items: Sequence[_Item]) -> SendResult:
-        since = await self._begin(items)
+    async def _send(self, lane: Lane, kind: WorkKind, items: Sequence[Item]) -> SendResult:
+        since = await begin(self._store, self._begun, items, self._clock())
         notification: Notification
         if kind == "single":
-            notification = await self._single(items[0], since)
+            notification = await single(
+                self._store, items[0], since, threads=self._notifier.threads
+            )
         else:
             notification = Digest(
-                tuple(i.alert for i in items), _merged_destination(items), self._window, since
+                tuple(i.alert for i in items), merged_destination(items), self._window, since
             )
         try:
             with anyio.fail_after(self._send_timeout):
@@ -410,48 +338,8 @@ class Dispatcher:
             _log.exception("notifier_crashed", notifier=self._notifier.name, lane=lane.key)
             return Rejected("internal_error", f"{type(exc).__name__}: {exc} (a bug; report it)")
 
-    async def _begin(self, items: Sequence[_Item]) -> float | None:
-        """Record that these entries' send begins, before it does; return when an earlier
-        attempt began (it may have reached the receiver), or None for a first attempt."""
-        now = self._clock()
-        earlier = [
-            begun
-            for item in items
-            if (begun := self._begun.get(item.key, item.entry.first_attempt_at)) is not None
-        ]
-        for item in items:
-            self._begun.setdefault(item.key, now)
-            try:
-                await self._store.mark_attempt(item.key, now)
-            except Exception as exc:
-                # Sent anyway: a late alert is worse than the small chance of a double post
-                # that this record would have closed.
-                _log.warning("outbox_attempt_unrecorded", error=str(exc), **_fields(item.alert))
-        return min(earlier) if earlier else None
-
-    async def _single(self, item: _Item, since: float | None) -> Single:
-        alert, destination = item.alert, item.destination
-        message = failed = None
-        thread: str | None = None
-        try:
-            if destination.living:
-                message = await self._store.message(alert.job_key)
-            if alert.kind == "recovery" and alert.failed_job_id and self._notifier.threads:
-                failed = await self._store.message(job_key(alert.key, alert.failed_job_id))
-                thread = (
-                    failed.receipt
-                    if failed is not None
-                    else await self._store.receipt(
-                        dedup_key(alert.key, alert.failed_job_id, FAILED)
-                    )
-                )
-        except Exception as exc:
-            # Without its references the alert is still worth saying, as a message of its own.
-            _log.warning("receipt_read_failed", error=str(exc), **_fields(alert))
-        return Single(alert, destination, thread, message, failed, since)
-
     async def _record(
-        self, lane: _Lane, kind: WorkKind, items: Sequence[_Item], result: SendResult
+        self, lane: Lane, kind: WorkKind, items: Sequence[Item], result: SendResult
     ) -> None:
         if kind == "single" and result.message is not None:
             # Before mark_sent: a crash between the two leaves an entry that is resent, finds
@@ -459,7 +347,7 @@ class Dispatcher:
             try:
                 await self._store.save_message(items[0].alert.job_key, result.message)
             except Exception as exc:
-                _log.error("message_record_failed", error=str(exc), **_fields(items[0].alert))
+                _log.error("message_record_failed", error=str(exc), **alert_fields(items[0].alert))
         if isinstance(result, Delivered):
             await self._record_delivered(lane, kind, items, result)
         else:
@@ -467,7 +355,7 @@ class Dispatcher:
         await self._report_pending()
 
     async def _record_delivered(
-        self, lane: _Lane, kind: WorkKind, items: Sequence[_Item], result: Delivered
+        self, lane: Lane, kind: WorkKind, items: Sequence[Item], result: Delivered
     ) -> None:
         keys = {item.key for item in items}
         if kind == "single":
@@ -490,18 +378,18 @@ class Dispatcher:
                 # Delivered but not recorded: keep it owned so this process never resends it,
                 # and retry the record on the next feed.
                 self._unrecorded[item.key] = result.receipt
-                _log.error("outbox_record_failed", error=str(exc), **_fields(item.alert))
+                _log.error("outbox_record_failed", error=str(exc), **alert_fields(item.alert))
             self._observer.alert(item.alert.status, outcome)
             _log.info(
                 "alert_sent" if kind == "single" else "alert_digested",
-                **_fields(item.alert),
+                **alert_fields(item.alert),
                 lane=lane.key,
                 receipt=result.receipt,
                 attempts=item.entry.attempts + 1,
             )
 
     async def _record_failed(
-        self, lane: _Lane, items: Sequence[_Item], result: Retry | Rejected
+        self, lane: Lane, items: Sequence[Item], result: Retry | Rejected
     ) -> None:
         lane.failures += 1
         if isinstance(result, Retry):
@@ -538,7 +426,7 @@ class Dispatcher:
             try:
                 await self._store.mark_failed(item.key, result.error, next_at)
             except Exception as exc:
-                _log.error("outbox_record_failed", error=str(exc), **_fields(item.alert))
+                _log.error("outbox_record_failed", error=str(exc), **alert_fields(item.alert))
             self._observer.alert(item.alert.status, outcome)
 
     async def _record_unrecorded(self) -> None:
@@ -588,20 +476,3 @@ class Dispatcher:
             )
             with anyio.move_on_after(max(0.01, wake - now)):
                 await progress.wait()
-
-
-def _merged_destination(items: Sequence[_Item]) -> Destination:
-    """A digest goes to one lane but may gather alerts of several routes: mention them all."""
-    first = items[0].destination
-    mentions = list(dict.fromkeys(i.destination.mention for i in items if i.destination.mention))
-    return Destination(first.channel, " ".join(mentions) or None, first.statuses)
-
-
-def _fields(alert: Alert) -> dict[str, str]:
-    return {
-        "app_id": alert.key.app_id,
-        "branch": alert.key.branch,
-        "job_id": alert.job.job_id,
-        "status": alert.status,
-        "kind": alert.kind,
-    }

@@ -1,6 +1,6 @@
-"""The Slack notifiers: bot token (Web API) and incoming webhook, over slack_sdk.
+"""The Slack bot notifier: the Web API with a bot token, over slack_sdk.
 
-The only module that imports slack_sdk. Owns talking to Slack: carrying out a notification's
+With `webhook`, the only modules that import slack_sdk. Owns talking to Slack's Web API: carrying out a notification's
 plan (posts, updates, the history read that keeps a resend from posting twice) and turning
 every answer into delivered, retry soon or rejected, as `slack_answers` classifies it. Never
 raises for a delivery problem; never logs or returns the token or the webhook URL.
@@ -19,7 +19,6 @@ import aiohttp
 import anyio.to_thread
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor import log
 from monitor.model import MessageRef
@@ -43,7 +42,6 @@ from monitor.notify.slack_answers import (
     find_posted,
     metadata,
     unreadable_answer,
-    webhook_error,
 )
 from monitor.notify.text import SlackMessage
 from monitor.observe import Observer
@@ -52,8 +50,8 @@ _log = log.get(__name__)
 
 # slack_sdk logs request URLs and bodies at DEBUG; a webhook URL is a secret. Its clients get a
 # logger of their own pinned at WARNING, whatever level the root logger is set to.
-_sdk_log = logging.getLogger("monitor.notify.slack.sdk")
-_sdk_log.setLevel(logging.WARNING)
+SDK_LOG = logging.getLogger("monitor.notify.slack.sdk")
+SDK_LOG.setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT = 10  # seconds per HTTP call; slack_sdk wants an int
 
@@ -81,10 +79,10 @@ def _api_error(exc: SlackApiError) -> tuple[int, str | None, Mapping[str, str]]:
     )
 
 
-_CONNECTION_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+CONNECTION_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
-def _render(notification: Notification) -> SlackMessage:
+def render_notification(notification: Notification) -> SlackMessage:
     if isinstance(notification, Digest):
         return render_digest(notification)
     return render_single(notification)
@@ -154,7 +152,7 @@ class SlackBotNotifier:
             token=token,
             base_url=self._base_url,
             timeout=self._timeout,
-            logger=_sdk_log,
+            logger=SDK_LOG,
             # Retries belong to the outbox, which keeps them across restarts and off the lane.
             retry_handlers=[],
         )
@@ -273,7 +271,7 @@ class SlackBotNotifier:
                     return verdict  # not knowing is no reason to risk a double post: wait
                 self._warn_history(error or f"http_{status}", channel=channel)
                 return None
-            except _CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 return connection_error(exc)
             except Exception as exc:
                 return unreadable_answer(exc)
@@ -312,7 +310,7 @@ class SlackBotNotifier:
             )
         except SlackApiError as exc:
             return self._refused(exc, channel)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             return connection_error(exc)
         except Exception as exc:
             return unreadable_answer(exc)
@@ -347,7 +345,7 @@ class SlackBotNotifier:
             )
         except SlackApiError as exc:
             return self._refused(exc, channel)
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             return connection_error(exc)
         except Exception as exc:
             return unreadable_answer(exc)
@@ -362,61 +360,3 @@ class SlackBotNotifier:
             # "ok" missing from a 200 answer: not Slack's JSON, so not a verdict either.
             return unreadable_answer(exc)
         return classify(status, error, headers, f" (channel {channel})")
-
-
-class SlackWebhookNotifier:
-    """An incoming webhook: one fixed channel, so one lane, and no threads (a recovery is a
-    short message of its own)."""
-
-    name = "slack-webhook"
-    threads = False
-    flood_control = True
-
-    def __init__(
-        self,
-        url: str,
-        observer: Observer,
-        *,
-        timeout: int = DEFAULT_TIMEOUT,
-        pacing: Pacing = WEBHOOK_PACING,
-    ) -> None:
-        self._url = url
-        self._observer = observer
-        self._timeout = timeout
-        self.pacing: Pacing | None = pacing
-
-    def lane(self, destination: Destination) -> str:
-        return "webhook"
-
-    async def send(self, notification: Notification) -> SendResult:
-        message = _render(notification)
-        client = AsyncWebhookClient(
-            url=self._url, timeout=self._timeout, logger=_sdk_log, retry_handlers=[]
-        )
-        result = await self._post(client, message)
-        if isinstance(result, str):  # "payload" (a webhook has no threads)
-            result = await self._post(client, SlackMessage(message.text))
-        if isinstance(result, str):
-            return Rejected("payload_refused", "Slack refused even the plain-text message")
-        return result
-
-    async def _post(self, client: AsyncWebhookClient, message: SlackMessage) -> SendResult | Resend:
-        started = time.perf_counter()
-        try:
-            response = await client.send(
-                text=message.text,
-                blocks=message.blocks or None,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except _CONNECTION_ERRORS as exc:
-            return connection_error(exc)
-        except Exception as exc:
-            return unreadable_answer(exc)
-        finally:
-            self._observer.slack_request(time.perf_counter() - started)
-        if response.status_code == 200:
-            return Delivered(receipt=None)
-        return classify(
-            response.status_code, webhook_error(response.body), dict(response.headers or {})
-        )

@@ -26,7 +26,8 @@ from aiohttp import web
 
 from monitor.model import FAILED
 from monitor.notify.base import Delivered, Destination, Rejected, Retry, SendResult, Single
-from monitor.notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from monitor.notify.slack import SlackBotNotifier
+from monitor.notify.webhook import SlackWebhookNotifier
 
 from .conftest import OpenStore
 from .harness import dispatcher_for, eventually, running, save, settle
