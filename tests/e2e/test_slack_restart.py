@@ -6,6 +6,7 @@ subprocesses, polling the simulator and posting through slack_sdk to the local S
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -224,6 +225,10 @@ async def test_a_living_message_survives_a_restart_in_the_middle_of_its_job(
     [message] = [m for m in slack.top_level(channel) if "thread_ts" not in m]
     assert message["text"].startswith("🔴") and "npm ERR! missing" in message["text"]
     assert slack.updates, "the failure was an update of the start message"
+    # The deployed branch's site, from ListApps' defaultDomain and ListBranches' displayName.
+    assert "<https://main.dshop.amplifyapp.com|main.dshop.amplifyapp.com>" in json.dumps(
+        message["blocks"]
+    )
     [reply] = slack.replies(channel, message["ts"])
     assert reply["subtype"] == "thread_broadcast" and reply["text"].startswith(
         "<!subteam^S0123ABC>"
