@@ -88,6 +88,15 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.resend_checks = Counter(
+            "amplify_monitor_slack_resend_checks",
+            "Resends that read Slack's history first, by outcome (found, absent, unavailable, "
+            "failed).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("found", "absent", "unavailable", "failed"):
+            self.resend_checks.labels(outcome)
         self.anomalies = Counter(
             "amplify_monitor_api_anomalies",
             "Oddities in API answers that were ignored (status going backwards, ...).",
@@ -189,6 +198,9 @@ class Metrics:
 
     def slack_request(self, seconds: float) -> None:
         self.slack_duration.observe(seconds)
+
+    def resend_check(self, outcome: str) -> None:
+        self.resend_checks.labels(outcome).inc()
 
     def render_chunks(self) -> Iterator[bytes]:
         """The exposition, family slice by family slice. A slice that continues the family

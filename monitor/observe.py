@@ -31,6 +31,10 @@ class Observer(Protocol):
     def slack_request(self, seconds: float) -> None:
         """Duration of one HTTP call to Slack, whatever its result."""
 
+    def resend_check(self, outcome: str) -> None:
+        """A resend that looked in Slack's history first: outcome found (not posted again)|
+        absent (posted)|unavailable (no scope or no channel id: posted)|failed (retried)."""
+
 
 class NullObserver:
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
@@ -49,4 +53,7 @@ class NullObserver:
         pass
 
     def slack_request(self, seconds: float) -> None:
+        pass
+
+    def resend_check(self, outcome: str) -> None:
         pass

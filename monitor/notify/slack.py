@@ -241,7 +241,24 @@ class SlackBotNotifier:
         channel_id = self._channel_id(channel)
         if channel_id is None:
             self._warn_history("channel_name", channel=channel)
+            self._observer.resend_check("unavailable")
             return None
+        found = await self._read_history(client, channel_id, step, since)
+        if found is None or isinstance(found, Receipt):
+            self._observer.resend_check("absent" if found is None else "found")
+        elif isinstance(found, str):
+            self._warn_history(found, channel=channel)
+            self._observer.resend_check("unavailable")
+            return None
+        else:
+            self._observer.resend_check("failed")
+        return found
+
+    async def _read_history(
+        self, client: AsyncWebClient, channel_id: str, step: Post, since: float
+    ) -> Receipt | Retry | Rejected | str | None:
+        """The interrupted post, None when it is not there, a Retry or Rejected when history
+        could not be read for now, or the error code when it cannot be read at all."""
         in_thread = step.thread is not None and not step.broadcast
         oldest = f"{max(0.0, since - _HISTORY_MARGIN):.6f}"
         cursor: str | None = None
@@ -269,8 +286,7 @@ class SlackBotNotifier:
                 verdict = classify(status, error, headers)
                 if isinstance(verdict, Retry):
                     return verdict  # not knowing is no reason to risk a double post: wait
-                self._warn_history(error or f"http_{status}", channel=channel)
-                return None
+                return error or f"http_{status}"
             except CONNECTION_ERRORS as exc:
                 return connection_error(exc)
             except Exception as exc:

@@ -34,6 +34,7 @@ class RecordingObserver:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
     pending: list[int] = field(default_factory=list)
     slack_seconds: list[float] = field(default_factory=list)
+    resend_checks: Counter[str] = field(default_factory=Counter)
 
     def api_request(self, operation: str, outcome: str, seconds: float) -> None:
         pass
@@ -52,6 +53,9 @@ class RecordingObserver:
 
     def slack_request(self, seconds: float) -> None:
         self.slack_seconds.append(seconds)
+
+    def resend_check(self, outcome: str) -> None:
+        self.resend_checks[outcome] += 1
 
     def outcomes(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.alerts.items() if o == outcome)

@@ -732,6 +732,7 @@ async def test_a_resend_finds_the_interrupted_post_in_history_and_posts_nothing(
     )
     assert isinstance(again, Delivered) and again.receipt == first.receipt
     assert len(doc.posted) == 1
+    assert observer.resend_checks == {"found": 1}
     [read] = doc.calls("history")
     assert read.body["channel"] == "C0DEPLOYS"
     assert read.body["include_all_metadata"] in ("1", "true", "True")
@@ -747,6 +748,7 @@ async def test_a_resend_of_a_message_slack_never_got_posts_it(
     )
     assert isinstance(result, Delivered)
     assert len(doc.posted) == 1 and len(doc.calls("history")) == 1
+    assert observer.resend_checks == {"absent": 1}
 
 
 async def test_without_the_history_scope_a_resend_posts_and_says_the_fix_once(
@@ -761,6 +763,7 @@ async def test_without_the_history_scope_a_resend_posts_and_says_the_fix_once(
             )
             assert isinstance(result, Delivered)
     assert len(doc.posted) == 2  # at least once: the alert is not lost for want of a scope
+    assert observer.resend_checks == {"unavailable": 2}
     [warning] = [e for e in logs if e["event"] == "slack_history_unavailable"]
     assert warning["reason"] == "missing_scope" and "channels:history" in warning["fix"]
 
@@ -775,3 +778,4 @@ async def test_a_resend_waits_when_history_is_rate_limited_rather_than_risk_a_do
     )
     assert result == Retry("rate_limited", after=7.0)
     assert doc.posted == []
+    assert observer.resend_checks == {"failed": 1}
