@@ -7,6 +7,7 @@ across restarts: an alert exists in the outbox iff the state that raised it was 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
@@ -31,6 +32,56 @@ class Pruning:
             return None
         self._last = now
         return now - self.retention
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An outbox entry taken for delivery, by one dispatcher, until `until`.
+
+    `token` fences it: only the holder of the current claim can settle or renew it, so a
+    dispatcher whose claim ran out (it hung, or was partitioned) cannot record over the one
+    that took the entry next. `entry` is None when the stored alert cannot be decoded; `error`
+    then says why, and the dispatcher settles it as dead rather than let it block the others.
+    """
+
+    dedup_key: str
+    token: str
+    until: float
+    entry: OutboxEntry | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Delivered: closes the entry for good (it stays as dedup memory)."""
+
+    receipt: str | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An attempt failed: attempts + 1, and the entry is free again at `next_attempt_at`."""
+
+    error: str
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class Released:
+    """Given back without an attempt (shutdown, a lane that waits): free at once, or from
+    `not_before` when set."""
+
+    not_before: float | None = None
+
+
+@dataclass(frozen=True)
+class Dead:
+    """Can never be delivered (the stored alert cannot be decoded): closed, with the error."""
+
+    error: str
+
+
+Settlement = Sent | Failed | Released | Dead
 
 
 class Store(Protocol):
@@ -82,6 +133,23 @@ class Store(Protocol):
 
     async def message(self, job_key: str) -> MessageRef | None:
         """The message saved for this job, or None. Pruned with the sent records."""
+        ...
+
+    async def claim(
+        self, now: float, limit: int, lease: float, due_by: float | None = None
+    ) -> list[Claim]:
+        """Atomically take up to `limit` unsent entries due by `due_by` (default `now`) that no
+        live claim holds, oldest first, each claimed until ``now + lease``. An expired claim is
+        free again: whoever held it died or hung, and its entries go to the next caller."""
+        ...
+
+    async def settle(self, claim: Claim, outcome: Settlement) -> bool:
+        """Record what became of a claimed entry and end the claim; False (and nothing
+        written) when the claim is no longer this one (it expired and was taken again)."""
+        ...
+
+    async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
+        """Extend these claims to `until`; returns the ones still held (renewed)."""
         ...
 
     async def close(self) -> None: ...

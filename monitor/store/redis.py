@@ -6,8 +6,10 @@ every outbox change atomic on the server. The only module that imports redis, an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +19,15 @@ from redis.exceptions import RedisError
 
 from monitor import log
 from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
-from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
+from monitor.store.base import (
+    DEFAULT_SENT_RETENTION,
+    Claim,
+    Failed,
+    Pruning,
+    Released,
+    Sent,
+    Settlement,
+)
 from monitor.store.codec import (
     CodecError,
     StoreError,
@@ -30,7 +40,7 @@ from monitor.store.codec import (
 _log = log.get(__name__)
 
 # Bumped when the key layout below changes; a store refuses data from a newer layout.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _PRUNE_BATCH = 500
 
@@ -39,8 +49,8 @@ _PRUNE_BATCH = 500
 #   state                 hash   field = JSON [app_id, branch] -> encoded BranchState
 #   outbox:seq            string enqueue counter (the order pending() follows)
 #   outbox:entry:<dedup>  hash   alert, seq, attempts, created_at, next_attempt_at, last_error,
-#                                sent_at?, receipt?, first_attempt_at?  -- kept after delivery:
-#                                the dedup memory
+#                                sent_at?, receipt?, first_attempt_at?, claim_token?,
+#                                claimed_until?  -- kept after delivery: the dedup memory
 #   outbox:due            zset   unsent dedup keys scored by next_attempt_at
 #   outbox:order          zset   unsent dedup keys scored by seq
 #   outbox:sent           zset   sent dedup keys scored by sent_at (for pruning)
@@ -111,12 +121,108 @@ return redis.call('HSETNX', KEYS[1], 'first_attempt_at', ARGV[1])
 """
 
 
+# KEYS: due, order   ARGV: due_by, now, until, token, limit, entry key prefix
+# Entry keys are derived here, not declared: which entries are free is only known inside the
+# script. Fine on a standalone or replicated Redis; not for Redis Cluster.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local candidates = {}
+for _, dedup in ipairs(due) do
+    local seq = redis.call('ZSCORE', KEYS[2], dedup)
+    if seq then
+        table.insert(candidates, {tonumber(seq), dedup})
+    end
+end
+table.sort(candidates, function(a, b) return a[1] < b[1] end)
+local now, limit = tonumber(ARGV[2]), tonumber(ARGV[5])
+local taken = {}
+for _, candidate in ipairs(candidates) do
+    if #taken >= limit then
+        break
+    end
+    local key = ARGV[6] .. candidate[2]
+    local held = redis.call('HGET', key, 'claimed_until')
+    if redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'sent_at') == 0
+        and ((not held) or tonumber(held) <= now) then
+        redis.call('HSET', key, 'claim_token', ARGV[4], 'claimed_until', ARGV[3])
+        table.insert(taken, candidate[2])
+    end
+end
+return taken
+"""
+
+# KEYS: entry, due, order, sent   ARGV: dedup, token, kind, now, a, b
+#   sent: a = receipt, b = has_receipt; failed: a = error, b = next_attempt_at;
+#   released: a = not_before or ''; dead: a = error
+_SETTLE = """
+if redis.call('HGET', KEYS[1], 'claim_token') ~= ARGV[2]
+    or redis.call('HEXISTS', KEYS[1], 'sent_at') == 1 then
+    return 0
+end
+redis.call('HDEL', KEYS[1], 'claim_token', 'claimed_until')
+local kind = ARGV[3]
+if kind == 'sent' or kind == 'dead' then
+    redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
+    redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    if kind == 'sent' and ARGV[6] == '1' then
+        redis.call('HSET', KEYS[1], 'receipt', ARGV[5])
+    elseif kind == 'dead' then
+        redis.call('HSET', KEYS[1], 'last_error', ARGV[5])
+    end
+elseif kind == 'failed' then
+    redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+    redis.call('HSET', KEYS[1], 'last_error', ARGV[5], 'next_attempt_at', ARGV[6])
+    redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+elseif ARGV[5] ~= '' then
+    local current = tonumber(redis.call('HGET', KEYS[1], 'next_attempt_at'))
+    if tonumber(ARGV[5]) > current then
+        redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5])
+        redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+    end
+end
+return 1
+"""
+
+# KEYS: entries   ARGV: until, then one token per entry
+_RENEW = """
+local held = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('HGET', key, 'claim_token') == ARGV[i + 1]
+        and redis.call('HEXISTS', key, 'sent_at') == 0 then
+        redis.call('HSET', key, 'claimed_until', ARGV[1])
+        table.insert(held, i)
+    end
+end
+return held
+"""
+
+
 def _num(value: float) -> str:
     return repr(float(value))
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry(dedup: str, row: dict[Any, Any]) -> OutboxEntry:
+    try:
+        return OutboxEntry(
+            alert=decode_alert(row["alert"]),
+            attempts=int(row["attempts"]),
+            created_at=float(row["created_at"]),
+            next_attempt_at=float(row["next_attempt_at"]),
+            last_error=_text(row.get("last_error", "")),
+            first_attempt_at=(
+                float(row["first_attempt_at"]) if "first_attempt_at" in row else None
+            ),
+        )
+    except CodecError as exc:
+        raise CodecError(f"outbox entry {dedup}: {exc}") from exc
+    except (KeyError, ValueError) as exc:
+        raise CodecError(f"outbox entry {dedup}: {exc!r}") from exc
 
 
 class RedisStore:
@@ -145,6 +251,9 @@ class RedisStore:
         self._mark_sent_script = client.register_script(_MARK_SENT)
         self._mark_failed_script = client.register_script(_MARK_FAILED)
         self._mark_attempt_script = client.register_script(_MARK_ATTEMPT)
+        self._claim_script = client.register_script(_CLAIM)
+        self._settle_script = client.register_script(_SETTLE)
+        self._renew_script = client.register_script(_RENEW)
 
     @classmethod
     async def open(
@@ -264,26 +373,75 @@ class RedisStore:
                 for _, dedup in chosen:
                     pipe.hgetall(self._entry_key(dedup))
                 rows: list[dict[Any, Any]] = await pipe.execute()
-        entries = []
-        for (_, dedup), row in zip(chosen, rows, strict=True):
-            if not row or "sent_at" in row:
-                continue
+        return [
+            _entry(dedup, row)
+            for (_, dedup), row in zip(chosen, rows, strict=True)
+            if row and "sent_at" not in row
+        ]
+
+    async def claim(
+        self, now: float, limit: int, lease: float, due_by: float | None = None
+    ) -> list[Claim]:
+        if limit <= 0:
+            return []
+        token = uuid.uuid4().hex
+        until = now + lease
+        args = [
+            _num(now if due_by is None else due_by),
+            _num(now),
+            _num(until),
+            token,
+            str(limit),
+            self._entry_key(""),
+        ]
+        with self._errors():
+            taken = [
+                _text(d)
+                for d in await self._claim_script(keys=[self._k_due, self._k_order], args=args)
+            ]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for dedup in taken:
+                    pipe.hgetall(self._entry_key(dedup))
+                rows: list[dict[Any, Any]] = await pipe.execute()
+        claims = []
+        for dedup, row in zip(taken, rows, strict=True):
             try:
-                alert = decode_alert(row["alert"])
-                entry = OutboxEntry(
-                    alert=alert,
-                    attempts=int(row["attempts"]),
-                    created_at=float(row["created_at"]),
-                    next_attempt_at=float(row["next_attempt_at"]),
-                    last_error=_text(row.get("last_error", "")),
-                    first_attempt_at=(
-                        float(row["first_attempt_at"]) if "first_attempt_at" in row else None
-                    ),
-                )
-            except (KeyError, ValueError) as exc:
-                raise CodecError(f"outbox entry {dedup}: {exc!r}") from exc
-            entries.append(entry)
-        return entries
+                claims.append(Claim(dedup, token, until, _entry(dedup, row)))
+            except CodecError as exc:
+                claims.append(Claim(dedup, token, until, None, str(exc)))
+        return claims
+
+    async def settle(self, claim: Claim, outcome: Settlement) -> bool:
+        now = self._clock()
+        a, b = "", ""
+        if isinstance(outcome, Sent):
+            kind = "sent"
+            a, b = outcome.receipt or "", "0" if outcome.receipt is None else "1"
+        elif isinstance(outcome, Failed):
+            kind, a, b = "failed", outcome.error, _num(outcome.next_attempt_at)
+        elif isinstance(outcome, Released):
+            kind = "released"
+            a = "" if outcome.not_before is None else _num(outcome.not_before)
+        else:
+            kind, a = "dead", outcome.error
+        keys = [self._entry_key(claim.dedup_key), self._k_due, self._k_order, self._k_sent]
+        args = [claim.dedup_key, claim.token, kind, _num(now), a, b]
+        with self._errors():
+            changed = bool(await self._settle_script(keys=keys, args=args))
+        if changed and kind == "sent":
+            await self._prune_if_due(now)
+        return changed
+
+    async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
+        if not claims:
+            return []
+        keys = [self._entry_key(c.dedup_key) for c in claims]
+        args = [_num(until), *(c.token for c in claims)]
+        with self._errors():
+            held = {int(i) for i in await self._renew_script(keys=keys, args=args)}
+        return [
+            dataclasses.replace(c, until=until) for i, c in enumerate(claims, start=1) if i in held
+        ]
 
     async def pending_count(self) -> int:
         with self._errors():
@@ -295,6 +453,9 @@ class RedisStore:
         args = [dedup_key, _num(now), receipt or "", "0" if receipt is None else "1"]
         with self._errors():
             await self._mark_sent_script(keys=keys, args=args)
+        await self._prune_if_due(now)
+
+    async def _prune_if_due(self, now: float) -> None:
         prune_before = self._pruning.due(now)
         if prune_before is not None:
             # The delivery is recorded; a failed clean-up must not make it look failed, or the

@@ -7,20 +7,30 @@ that a lock hands to one caller at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from monitor import log
 from monitor.model import Alert, BranchKey, BranchState, MessageRef, OutboxEntry
-from monitor.store.base import DEFAULT_SENT_RETENTION, Pruning
+from monitor.store.base import (
+    DEFAULT_SENT_RETENTION,
+    Claim,
+    Failed,
+    Pruning,
+    Released,
+    Sent,
+    Settlement,
+)
 from monitor.store.codec import (
     CodecError,
     StoreError,
@@ -34,7 +44,7 @@ _log = log.get(__name__)
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Statements that take the schema from version N-1 to N, applied in order inside one transaction
 # on open. Add a new entry (never edit an old one) to change the schema.
@@ -79,6 +89,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID
         """,
         "CREATE INDEX message_saved_at ON message (saved_at)",
+    ),
+    3: (
+        # A dispatcher's claim on an entry: who (a fencing token) and until when.
+        "ALTER TABLE outbox ADD COLUMN claim_token TEXT",
+        "ALTER TABLE outbox ADD COLUMN claimed_until REAL",
     ),
 }
 
@@ -168,6 +183,45 @@ def _prune(conn: sqlite3.Connection, before: float) -> int:
     return cursor.rowcount
 
 
+def _release_all(conn: sqlite3.Connection) -> None:
+    # A state file belongs to one daemon: a claim found on open was its predecessor's, which
+    # is gone. Waiting for the claim to expire would only delay what it held.
+    with _transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET claim_token = NULL, claimed_until = NULL"
+            " WHERE claim_token IS NOT NULL"
+        )
+
+
+# The columns `_entry` reads, in its order (literal in each statement: no SQL is built).
+_PENDING = (
+    "SELECT dedup_key, alert, attempts, created_at, next_attempt_at, last_error, first_attempt_at"
+    " FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY seq LIMIT ?"
+)
+_CLAIM = (
+    "UPDATE outbox SET claim_token = ?, claimed_until = ? WHERE seq IN ("
+    " SELECT seq FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
+    " AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY seq LIMIT ?) RETURNING seq,"
+    " dedup_key, alert, attempts, created_at, next_attempt_at, last_error, first_attempt_at"
+)
+
+
+def _entry(row: tuple[Any, ...]) -> OutboxEntry:
+    dedup, alert, attempts, created_at, next_attempt_at, last_error, begun = row
+    try:
+        decoded = decode_alert(alert)
+    except CodecError as exc:
+        raise CodecError(f"outbox entry {dedup}: {exc}") from exc
+    return OutboxEntry(
+        alert=decoded,
+        attempts=attempts,
+        created_at=created_at,
+        next_attempt_at=next_attempt_at,
+        last_error=last_error,
+        first_attempt_at=begun,
+    )
+
+
 class SqliteStore:
     """Store over one SQLite database. Create it with ``await SqliteStore.open(path)``."""
 
@@ -207,6 +261,7 @@ class SqliteStore:
             try:
                 found, now = _migrate(conn)
                 pruned = _prune(conn, clock() - sent_retention)
+                _release_all(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -294,31 +349,89 @@ class SqliteStore:
             return []
 
         def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            cursor = conn.execute(
-                "SELECT dedup_key, alert, attempts, created_at, next_attempt_at, last_error,"
-                " first_attempt_at FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?"
-                " ORDER BY seq LIMIT ?",
-                (now, limit),
-            )
-            entries = []
-            for dedup, alert, attempts, created_at, next_attempt_at, last_error, begun in cursor:
-                try:
-                    decoded = decode_alert(alert)
-                except CodecError as exc:
-                    raise CodecError(f"outbox entry {dedup}: {exc}") from exc
-                entries.append(
-                    OutboxEntry(
-                        alert=decoded,
-                        attempts=attempts,
-                        created_at=created_at,
-                        next_attempt_at=next_attempt_at,
-                        last_error=last_error,
-                        first_attempt_at=begun,
-                    )
-                )
-            return entries
+            cursor = conn.execute(_PENDING, (now, limit))
+            return [_entry(row) for row in cursor]
 
         return await self._run(work)
+
+    async def claim(
+        self, now: float, limit: int, lease: float, due_by: float | None = None
+    ) -> list[Claim]:
+        if limit <= 0:
+            return []
+        token = uuid.uuid4().hex
+        until = now + lease
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with _transaction(conn):
+                due = now if due_by is None else due_by
+                rows = conn.execute(_CLAIM, (token, until, due, now, limit)).fetchall()
+            return sorted(rows)
+
+        claims = []
+        for seq_and_row in await self._run(work):
+            row = seq_and_row[1:]
+            try:
+                claims.append(Claim(row[0], token, until, _entry(row)))
+            except CodecError as exc:
+                claims.append(Claim(row[0], token, until, None, str(exc)))
+        return claims
+
+    async def settle(self, claim: Claim, outcome: Settlement) -> bool:
+        now = self._clock()
+        fence = " WHERE dedup_key = ? AND claim_token = ? AND sent_at IS NULL"
+        keys = (claim.dedup_key, claim.token)
+        statement: str
+        args: tuple[Any, ...]
+        if isinstance(outcome, Sent):
+            statement = "UPDATE outbox SET sent_at = ?, receipt = coalesce(?, receipt),"
+            args = (now, outcome.receipt)
+        elif isinstance(outcome, Failed):
+            statement = "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
+            statement += " next_attempt_at = ?,"
+            args = (outcome.error, outcome.next_attempt_at)
+        elif isinstance(outcome, Released):
+            statement = "UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?),"
+            args = (outcome.not_before or 0.0,)
+        else:
+            statement = "UPDATE outbox SET sent_at = ?, last_error = ?,"
+            args = (now, outcome.error)
+        statement += " claim_token = NULL, claimed_until = NULL" + fence
+        prune_before = self._pruning.due(now) if isinstance(outcome, Sent) else None
+
+        def work(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                changed = conn.execute(statement, (*args, *keys)).rowcount == 1
+            if prune_before is not None:
+                try:
+                    _prune(conn, prune_before)
+                except sqlite3.Error as exc:
+                    _log.warning("store_prune_failed", backend="sqlite", error=str(exc))
+            return changed
+
+        return await self._run(work)
+
+    async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
+        if not claims:
+            return []
+
+        def work(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+            held: set[tuple[str, str]] = set()
+            with _transaction(conn):
+                for claim in claims:
+                    cursor = conn.execute(
+                        "UPDATE outbox SET claimed_until = ?"
+                        " WHERE dedup_key = ? AND claim_token = ? AND sent_at IS NULL",
+                        (until, claim.dedup_key, claim.token),
+                    )
+                    if cursor.rowcount == 1:
+                        held.add((claim.dedup_key, claim.token))
+            return held
+
+        held = await self._run(work)
+        return [
+            dataclasses.replace(c, until=until) for c in claims if (c.dedup_key, c.token) in held
+        ]
 
     async def pending_count(self) -> int:
         def work(conn: sqlite3.Connection) -> int:

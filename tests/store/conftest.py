@@ -102,3 +102,19 @@ async def require_redis() -> None:
         pytest.fail(f"Redis is required at {REDIS_URL} (AMPLIFY_MONITOR_TEST_REDIS_URL): {exc}")
     finally:
         await client.aclose()
+
+
+async def corrupt_alert(backend: Backend, dedup_key: str) -> None:
+    """Overwrite one outbox entry's stored alert with text no codec can read, as a disk fault
+    or a hand edit would."""
+    if backend.name == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(backend.path) as conn:
+            conn.execute("UPDATE outbox SET alert = '{torn' WHERE dedup_key = ?", (dedup_key,))
+        return
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.hset(f"{backend.prefix}:outbox:entry:{dedup_key}", "alert", "{torn")
+    finally:
+        await client.aclose()
