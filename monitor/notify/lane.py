@@ -6,7 +6,7 @@ wait until a time, or idle). The dispatcher owns the tasks and the I/O; this own
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,16 +16,19 @@ from monitor import log
 from monitor.model import Alert, OutboxEntry
 from monitor.notify.base import Destination
 from monitor.notify.policy import Bucket, FloodWindow, admit
+from monitor.store.base import Claim
 
 _log = log.get(__name__)
 
 WorkKind = Literal["single", "digest"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Item:
-    """An outbox entry on its way, with where routing sent it."""
+    """A claimed outbox entry on its way, with where routing sent it. `claim` is replaced when
+    it is renewed; the store's claim, not this object, is what says the entry is ours."""
 
+    claim: Claim
     entry: OutboxEntry
     destination: Destination
     seq: int  # the order the feeder took it in: the outbox's order
@@ -60,6 +63,20 @@ class Lane:
     @property
     def busy(self) -> bool:
         return bool(self.inbox or self.queue or self.held)
+
+    def items(self) -> list[Item]:
+        return [*self.inbox, *self.queue, *self.held]
+
+    def keep(self, wanted: Callable[[Item], bool]) -> list[Item]:
+        """Drop the items `wanted` refuses; return them."""
+        dropped = [i for i in self.items() if not wanted(i)]
+        if dropped:
+            self.inbox = deque(i for i in self.inbox if wanted(i))
+            self.queue = deque(i for i in self.queue if wanted(i))
+            self.held = [i for i in self.held if wanted(i)]
+            if not self.held:
+                self.digest_due = None
+        return dropped
 
     def nudge(self) -> None:
         self.wake.set()

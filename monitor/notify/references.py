@@ -5,6 +5,7 @@ job's living message, the failure a recovery answers).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from monitor import log
@@ -16,21 +17,13 @@ from monitor.store.base import Store
 _log = log.get(__name__)
 
 
-async def begin(
-    store: Store, begun: dict[str, float], items: Sequence[Item], now: float
-) -> float | None:
+async def begin(store: Store, items: Sequence[Item], now: float) -> float | None:
     """Record that these entries' send begins, before it does; return when an earlier attempt
-    began (it may have reached the receiver), or None for a first attempt.
-
-    :param begun: this process's memory of first attempts (the store has them too); updated.
-    """
-    earlier = [
-        first
-        for item in items
-        if (first := begun.get(item.key, item.entry.first_attempt_at)) is not None
-    ]
+    began (it may have reached the receiver: this process's or a dead one's), or None."""
+    earlier = [i.entry.first_attempt_at for i in items if i.entry.first_attempt_at is not None]
     for item in items:
-        begun.setdefault(item.key, now)
+        if item.entry.first_attempt_at is None:
+            item.entry = dataclasses.replace(item.entry, first_attempt_at=now)
         try:
             await store.mark_attempt(item.key, now)
         except Exception as exc:

@@ -103,7 +103,9 @@ class Store(Protocol):
         ...
 
     async def pending(self, now: float, limit: int = 100) -> list[OutboxEntry]:
-        """Unsent outbox entries whose next_attempt_at <= now, oldest first."""
+        """Unsent outbox entries whose next_attempt_at <= now, oldest first, claimed or not.
+        For tools and tests; the dispatcher takes entries with `claim` and closes them with
+        `settle`, as do `mark_sent` and `mark_failed` (unfenced) for the same callers."""
         ...
 
     async def pending_count(self) -> int:
