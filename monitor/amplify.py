@@ -27,7 +27,7 @@ from monitor import __version__, log
 from monitor.config import AwsSettings
 from monitor.model import App, Branch, BranchKey, JobDetail, JobSummary, Priority, Step
 from monitor.observe import NullObserver, Observer
-from monitor.pacing import Pacer
+from monitor.pacing import BudgetShort, Pacer, SharedBudget
 
 _log = log.get(__name__)
 
@@ -45,6 +45,9 @@ MAX_BRANCHES_PAGES = 100
 # An unauthorized call is told once per operation, then again at most this often: every app
 # of an account failing every interval is one problem, not a thousand lines a minute.
 UNAUTHORIZED_REPEAT_SECONDS = 300.0
+
+# Seconds a sweep or a discovery call waits for the API budget before it is skipped.
+LOW_PRIORITY_PATIENCE = 10.0
 
 
 class AmplifyError(Exception):
@@ -207,7 +210,10 @@ class AmplifyClient:
         Returns None: a value here would stand in for the HTTP response."""
         call = _CALL.get()
         priority = call.priority if call else Priority.ENRICH
-        waited = await self.pacer.acquire(priority)
+        # A sweep or a discovery can wait: under a budget saturated by more urgent work it
+        # would wait for ever, holding its branch (whose news then has no way in) with it.
+        patience = LOW_PRIORITY_PATIENCE if priority >= Priority.SWEEP else None
+        waited = await self.pacer.acquire(priority, patience)
         self._observer.budget_wait(priority, waited)
         if call:
             call.waited += waited
@@ -227,6 +233,7 @@ class AmplifyClient:
         observer: Observer | None = None,
         max_concurrency: int = 16,
         requests_per_second: float = 20.0,
+        shared_budget: SharedBudget | None = None,
     ) -> AsyncIterator[AmplifyClient]:
         config = AioConfig(
             # max_attempts left to botocore (3, or AWS_MAX_ATTEMPTS) so operators can tune it.
@@ -252,7 +259,7 @@ class AmplifyClient:
             yield cls(
                 client,
                 observer=observer or NullObserver(),
-                pacer=Pacer(requests_per_second),
+                pacer=Pacer(requests_per_second, shared=shared_budget),
                 max_concurrency=max_concurrency,
             )
 
@@ -279,6 +286,9 @@ class AmplifyClient:
                 error = Unauthorized(operation, str(exc))
                 self._tell_unauthorized(error)
                 raise error from None
+            except BudgetShort as exc:
+                outcome = "skipped"
+                raise Transient(operation, str(exc)) from None
             except (BotoCoreError, OSError, TimeoutError) as exc:
                 outcome = "error"
                 raise Transient(operation, f"{type(exc).__name__}: {exc}") from None

@@ -232,6 +232,14 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class ClusterSettings(_Section):
+    """Replicas sharing the fleet (read only with the Redis backend)."""
+
+    # How long a replica's claim on an app lasts without renewal (renewed at a third of it).
+    lease_seconds: Annotated[float, Field(ge=1)] = 15.0
+    replica_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class Settings(_Section):
     aws: AwsSettings = AwsSettings()
     targets: tuple[Target, ...] = ()
@@ -241,6 +249,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     state: StateSettings = StateSettings()
     events: EventsSettings | None = None
+    cluster: ClusterSettings = ClusterSettings()
     log: LogSettings = LogSettings()
 
     def effective_targets(self) -> tuple[Target, ...]:

@@ -103,6 +103,22 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.cluster_replicas = Gauge(
+            "amplify_monitor_cluster_replicas",
+            "Live replicas sharing the fleet, as this one sees them (1 without Redis).",
+            registry=r,
+        )
+        self.cluster_replicas.set(1)
+        self.owned_apps = Gauge(
+            "amplify_monitor_owned_apps",
+            "Apps whose lease this replica holds (every watched app without Redis).",
+            registry=r,
+        )
+        self.lease_takeovers = Counter(
+            "amplify_monitor_lease_takeovers",
+            "Apps this replica took over from another (dead or leaving) replica.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "amplify_monitor_build_info", "Build information.", ["version"], registry=r
         )
@@ -195,6 +211,13 @@ class Metrics:
 
     def outbox_pending(self, count: int) -> None:
         self.pending.set(count)
+
+    def cluster(self, replicas: int, owned: int) -> None:
+        self.cluster_replicas.set(replicas)
+        self.owned_apps.set(owned)
+
+    def takeover(self) -> None:
+        self.lease_takeovers.inc()
 
     def slack_request(self, seconds: float) -> None:
         self.slack_duration.observe(seconds)

@@ -138,6 +138,27 @@ class Poller:
     def branches(self) -> dict[BranchKey, Branch]:
         return self.watched.branches
 
+    # --- replicas: apps coming and going -----------------------------------------------------
+
+    async def adopt(self, app_ids: list[str]) -> None:
+        """This replica now polls these apps: start from the states their last owner saved."""
+        saved = await self.store.load_all()
+        wanted = set(app_ids)
+        by_app: dict[str, dict[BranchKey, BranchState]] = {a: {} for a in app_ids}
+        for key, state in saved.items():
+            if key.app_id in wanted:
+                by_app[key.app_id][key] = state
+        for app_id, states in by_app.items():
+            self.watched.adopt(app_id, states)
+            for state in states.values():
+                self.metrics.apply(state)
+
+    def release(self, app_ids: list[str]) -> None:
+        """Another replica polls these apps now: its series, not ours, describe them."""
+        for app_id in app_ids:
+            for key in self.watched.disown(app_id):
+                self.metrics.remove_branch(key)
+
     # --- discovery ---------------------------------------------------------------------------
 
     async def discover(self) -> Discovery:

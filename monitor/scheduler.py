@@ -64,13 +64,16 @@ class Scheduler:
         budget: Callable[[], float] = lambda: float("inf"),
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        owns: Callable[[str], bool] = lambda app_id: True,
     ) -> None:
+        """:param owns: whether this replica polls the app now (replicas share the fleet)."""
         self.work = work
         self.poll = poll
         self.observer = observer
         self.budget = budget
         self.clock = clock
         self.wall = wall
+        self.owns = owns
         self.queue: TaskQueue[Task] = TaskQueue()
         self.queue.at(DISCOVER, clock(), Priority.DISCOVERY)
         self.readiness = Readiness(stale_after=3 * poll.interval_seconds)
@@ -189,7 +192,36 @@ class Scheduler:
                 tg.start_soon(worker)
         return any(results)
 
+    def adopted(self, app_ids: list[str]) -> None:
+        """These apps just became this replica's: poll them now, at the app priority."""
+        now = self.clock()
+        for app_id in app_ids:
+            self.queue.at_latest(PollApp(app_id), now, Priority.APP)
+        self._notify()
+
+    def _skip(self, task: Task, start: float) -> bool:
+        """Another replica polls this app: keep its slot (it may come back), poll nothing."""
+        if isinstance(task, PollApp):
+            self.readiness.never_polled.discard(task.app_id)
+            self.queue.at_latest(task, self._slot(task.app_id, start), Priority.APP)
+        elif isinstance(task, PollBranch):
+            self.followed.discard(task.key)
+        return True
+
     async def _run(self, task: Task, entry: Entry, *, start: float) -> bool:
+        app_id = (
+            task.app_id
+            if isinstance(task, PollApp)
+            else task.key.app_id
+            if isinstance(task, PollBranch)
+            else None
+        )
+        if app_id is not None and not self.owns(app_id):
+            try:
+                return self._skip(task, start)
+            finally:
+                self.queue.done(task)
+                self._notify()
         run = self._taken
         self._taken += 1
         lag = max(0.0, start - entry.due)

@@ -18,15 +18,18 @@ from typing import TextIO
 
 import anyio
 import anyio.abc
+import redis.asyncio
 
 from monitor import __version__, log
 from monitor.amplify import AmplifyClient, AmplifyError
+from monitor.cluster import RedisCluster, SharedBucket, default_replica_id
 from monitor.config import Settings
 from monitor.events import EventListener
 from monitor.metrics import Metrics, serve
 from monitor.model import FAILED, BranchState
 from monitor.notify.factory import build_dispatcher
 from monitor.notify.outbox import Dispatcher
+from monitor.pacing import Pacer
 from monitor.poller import Poller
 from monitor.scheduler import Scheduler
 from monitor.sqs import QueueError, SqsQueue
@@ -49,10 +52,16 @@ class Edges:
     scheduler: Scheduler
     dispatcher: Dispatcher
     events: EventListener | None = None  # push mode only
+    cluster: RedisCluster | None = None  # `run` on the Redis backend only
 
     @property
     def readiness(self) -> Readiness:
         return self.scheduler.readiness
+
+    def ready(self, now: float) -> tuple[bool, str]:
+        if self.cluster is not None and not self.cluster.settled:
+            return False, "app leases not taken yet"
+        return self.readiness.check(now)
 
 
 @dataclass
@@ -76,21 +85,39 @@ class Service:
         self.wall = wall
 
     @asynccontextmanager
-    async def edges(self) -> AsyncIterator[Edges]:
+    async def edges(self, *, clustered: bool = False) -> AsyncIterator[Edges]:
+        """:param clustered: on the Redis backend, share the fleet and the API budget with
+        the other replicas (`run`); `once` polls everything itself."""
         settings = self.settings
         metrics = Metrics()
         store = await open_store(settings.state)
         try:
-            states = await store.load_all()
-            for state in states.values():
-                metrics.apply(state)
             async with AsyncExitStack() as stack:
+                redis_client = None
+                if clustered and settings.state.backend == "redis":
+                    redis_client = await stack.enter_async_context(_redis(settings))
+                # Replicas start from nothing: an app's states are read when its lease is taken.
+                states = {} if redis_client is not None else await store.load_all()
+                for state in states.values():
+                    metrics.apply(state)
+                rate = settings.poll.max_requests_per_second
+                shared = (
+                    SharedBucket(
+                        redis_client,
+                        f"{settings.state.redis_prefix}:budget:{settings.aws.region}",
+                        rate=rate,
+                        burst=max(1.0, rate),
+                    )
+                    if redis_client is not None
+                    else None
+                )
                 client = await stack.enter_async_context(
                     AmplifyClient.connect(
                         settings.aws,
                         observer=metrics,
                         max_concurrency=settings.poll.max_concurrency,
-                        requests_per_second=settings.poll.max_requests_per_second,
+                        requests_per_second=rate,
+                        shared_budget=shared,
                     )
                 )
                 dispatcher = build_dispatcher(settings, store, metrics)
@@ -103,6 +130,24 @@ class Service:
                     clock=self.clock,
                     wall=self.wall,
                 )
+                cluster = None
+                if redis_client is not None:
+
+                    async def adopt(app_ids: list[str]) -> None:
+                        await poller.adopt(app_ids)
+                        scheduler.adopted(app_ids)
+
+                    cluster = RedisCluster(
+                        redis_client,
+                        settings.state.redis_prefix,
+                        settings.cluster.lease_seconds,
+                        settings.cluster.replica_id or default_replica_id(),
+                        apps=lambda: list(poller.watched.apps),
+                        acquired=adopt,
+                        released=poller.release,
+                        observer=_ClusterReport(metrics, client.pacer, rate),
+                    )
+                    scheduler.owns = cluster.owns
                 events = None
                 if settings.events is not None:
                     queue = await stack.enter_async_context(
@@ -116,7 +161,7 @@ class Service:
                         metrics,
                         wall=self.wall,
                     )
-                yield Edges(metrics, poller, scheduler, dispatcher, events)
+                yield Edges(metrics, poller, scheduler, dispatcher, events, cluster)
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
@@ -127,13 +172,10 @@ class Service:
         """Run until cancelled. Reports `Running` once the metrics endpoint is up."""
         m = self.settings.metrics
         notifier = Notifier.from_environment()
-        async with self.edges() as edges:
-            readiness = edges.readiness
+        async with self.edges(clustered=True) as edges:
             try:
                 async with (
-                    serve(
-                        edges.metrics, m.host, m.port, lambda: readiness.check(self.wall())
-                    ) as port,
+                    serve(edges.metrics, m.host, m.port, lambda: edges.ready(self.wall())) as port,
                     anyio.create_task_group() as tg,
                 ):
                     _log.info(
@@ -146,6 +188,8 @@ class Service:
                     )
                     await tg.start(edges.dispatcher.run)
                     await tg.start(edges.scheduler.run)
+                    if edges.cluster is not None:
+                        tg.start_soon(edges.cluster.run, name="cluster leases")
                     if edges.events is not None:
                         await tg.start(edges.events.run)
                     if notifier.enabled:
@@ -192,6 +236,41 @@ class Service:
                 print("amplify-monitor: some apps could not be polled (see log)", file=sys.stderr)
                 return 1
             return 1 if any(s.latest and s.latest.status == FAILED for s in states) else 0
+
+
+@dataclass
+class _ClusterReport:
+    """Where the cluster's rounds report: the metrics, and this replica's budget share."""
+
+    metrics: Metrics
+    pacer: Pacer
+    budget: float
+
+    def cluster(self, replicas: int, owned: int) -> None:
+        self.metrics.cluster(replicas, owned)
+
+    def takeover(self) -> None:
+        self.metrics.takeover()
+
+    def budget_share(self, share: float) -> None:
+        self.pacer.share(self.budget * share)
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[redis.asyncio.Redis]:
+    url = settings.state.redis_url
+    if url is None:  # the config requires it with this backend
+        raise StoreError("state.redis_url is required with backend = 'redis'")
+    client = redis.asyncio.Redis.from_url(
+        url.get_secret_value(),
+        decode_responses=True,
+        socket_connect_timeout=5.0,
+        socket_timeout=10.0,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def _progress_line(poller: Poller) -> str:

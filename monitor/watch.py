@@ -85,6 +85,20 @@ class Watched:
         self._listed_branches.pop(app_id, None)
         self._remembered.pop(app_id, None)
 
+    def adopt(self, app_id: str, states: dict[BranchKey, BranchState]) -> None:
+        """Take the app's branch states as saved by its previous owner (another replica)."""
+        self.disown(app_id)
+        self.states.update(states)
+        if app_id not in self.listed:
+            self._remembered[app_id] = set(states)
+
+    def disown(self, app_id: str) -> list[BranchKey]:
+        """Forget the app's branch states: another replica polls it now. Returns their keys."""
+        keys = [k for k in self.states if k.app_id == app_id]
+        for key in keys:
+            del self.states[key]
+        return keys
+
     def baselined(self, app_id: str) -> bool:
         """Listed, and every one of its branches has a state: its first poll is complete."""
         if app_id not in self.listed:

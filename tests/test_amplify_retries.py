@@ -21,9 +21,9 @@ class RecordingPacer(Pacer):
         super().__init__(rate)
         self.asked: list[int] = []
 
-    async def acquire(self, priority: int = 0) -> float:
+    async def acquire(self, priority: int = 0, patience: float | None = None) -> float:
         self.asked.append(priority)
-        return await super().acquire(priority)
+        return await super().acquire(priority, patience)
 
 
 @pytest.fixture

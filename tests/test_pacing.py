@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
+import pytest
 
 from monitor.model import Priority
-from monitor.pacing import Pacer
+from monitor.pacing import BudgetShort, Pacer
 
 
 class FakeTime:
@@ -95,3 +97,58 @@ async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
         doomed.cancel_scope.cancel()
     assert served == ["next"]
     assert pacer.waiting == 0
+
+
+class _GatedBudget:
+    """A shared budget whose answers the test releases one by one (only time is faked here;
+    the real Redis budget is tested in tests/test_cluster.py)."""
+
+    def __init__(self) -> None:
+        self.gates: list[anyio.Event] = []
+
+    async def take(self) -> float:
+        gate = anyio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return 0.0
+
+
+async def test_a_waiter_arriving_while_the_head_asks_the_shared_budget_is_not_stranded() -> None:
+    budget = _GatedBudget()
+    pacer = Pacer(1.0, burst=1.0, shared=budget)  # one local token: the newcomer must wait
+    done: list[str] = []
+
+    async def call(name: str, priority: int) -> None:
+        await pacer.acquire(priority)
+        done.append(name)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "idle", 5)
+            while not budget.gates:
+                await anyio.lowlevel.checkpoint()
+            tg.start_soon(call, "urgent", 0)  # arrives while the head waits for the answer
+            await anyio.sleep(0.01)
+            while len(done) < 2:
+                for gate in budget.gates:
+                    gate.set()
+                await anyio.sleep(0.01)
+    assert sorted(done) == ["idle", "urgent"] and pacer.waiting == 0
+
+
+async def test_a_low_priority_call_gives_up_when_urgent_work_keeps_the_budget() -> None:
+    pacer = Pacer(20.0, burst=1.0)
+
+    async def urgent() -> None:
+        while True:
+            await pacer.acquire(0)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(urgent)
+            await anyio.sleep(0.05)  # the urgent callers are queued first
+            with pytest.raises(BudgetShort):
+                await pacer.acquire(5, patience=0.3)
+            tg.cancel_scope.cancel()
+    assert pacer.waiting == 0  # the one that gave up left no trace in the queue

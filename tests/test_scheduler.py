@@ -59,8 +59,8 @@ class RecordingPacer(Pacer):
         super().__init__(rate)
         self.waits: dict[int, list[float]] = {}
 
-    async def acquire(self, priority: int = 0) -> float:
-        waited = await super().acquire(priority)
+    async def acquire(self, priority: int = 0, patience: float | None = None) -> float:
+        waited = await super().acquire(priority, patience)
         self.waits.setdefault(priority, []).append(waited)
         return waited
 
