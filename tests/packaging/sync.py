@@ -1,4 +1,4 @@
-"""Generates deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml.
+"""Generates deploy/kubernetes/base/prometheusrule.yaml from deploy/prometheus/rules.yml.
 
 The PrometheusRule's `spec` is rules.yml from its `groups:` line on, indented by two spaces
 and otherwise byte for byte, so the two can never drift: `python -m tests.packaging.sync`

@@ -55,8 +55,9 @@ def test_the_image_runs_the_daemon_as_65532_with_its_state_on_a_volume() -> None
 
 
 def test_the_readme_and_the_kubernetes_manifest_name_the_same_image() -> None:
-    manifest = (ROOT / "deploy" / "kubernetes" / "statefulset.yaml").read_text()
-    assert re.findall(r"image: (\S+)", manifest) == [IMAGE]
+    for manifest in ("base/statefulset.yaml", "overlays/ha/deployment.yaml"):
+        text = (ROOT / "deploy" / "kubernetes" / manifest).read_text()
+        assert re.findall(r"image: (\S+)", text) == [IMAGE], manifest
     readme = (ROOT / "README.md").read_text()
     assert f"docker build -t {IMAGE} ." in readme
     assert IMAGE in DOCKERFILE.read_text()

@@ -14,7 +14,8 @@ DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 RULES_TEST = DEPLOY / "prometheus" / "rules.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "amplify-monitor.json"
-KUBERNETES = DEPLOY / "kubernetes"
+KUBERNETES = DEPLOY / "kubernetes" / "base"
+HA_OVERLAY = DEPLOY / "kubernetes" / "overlays" / "ha"
 SYSTEMD = DEPLOY / "systemd"
 
 
