@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,7 @@ import aiohttp
 import anyio.to_thread
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from monitor import log
 from monitor.model import MessageRef
@@ -263,36 +264,31 @@ class SlackBotNotifier:
         oldest = f"{max(0.0, since - _HISTORY_MARGIN):.6f}"
         cursor: str | None = None
         for _ in range(_HISTORY_PAGES):
-            started = time.perf_counter()
-            try:
-                if in_thread and step.thread is not None:
-                    response = await client.conversations_replies(
-                        channel=channel_id,
-                        ts=step.thread.ts,
-                        include_all_metadata=True,
-                        limit=100,
-                        cursor=cursor,
-                    )
-                else:
-                    response = await client.conversations_history(
-                        channel=channel_id,
-                        oldest=oldest,
-                        include_all_metadata=True,
-                        limit=100,
-                        cursor=cursor,
-                    )
-            except SlackApiError as exc:
-                status, error, headers = _api_error(exc)
+            if in_thread and step.thread is not None:
+                call = client.conversations_replies(
+                    channel=channel_id,
+                    ts=step.thread.ts,
+                    include_all_metadata=True,
+                    limit=100,
+                    cursor=cursor,
+                )
+            else:
+                call = client.conversations_history(
+                    channel=channel_id,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=100,
+                    cursor=cursor,
+                )
+            response = await self._web(call)
+            if isinstance(response, Retry):
+                return response
+            if isinstance(response, SlackApiError):
+                status, error, headers = _api_error(response)
                 verdict = classify(status, error, headers)
                 if isinstance(verdict, Retry):
                     return verdict  # not knowing is no reason to risk a double post: wait
                 return error or f"http_{status}"
-            except CONNECTION_ERRORS as exc:
-                return connection_error(exc)
-            except Exception as exc:
-                return unreadable_answer(exc)
-            finally:
-                self._observer.slack_request(time.perf_counter() - started)
             ts = find_posted(response.get("messages") or [], step.dedup)
             if ts is not None:
                 _log.info("slack_resend_skipped", dedup_key=step.dedup, channel=channel_id)
@@ -311,9 +307,8 @@ class SlackBotNotifier:
         message: SlackMessage,
         thread_ts: str | None,
     ) -> Got:
-        started = time.perf_counter()
-        try:
-            response = await client.chat_postMessage(
+        response = await self._web(
+            client.chat_postMessage(
                 channel=channel,
                 text=message.text,
                 blocks=message.blocks or None,
@@ -324,14 +319,11 @@ class SlackBotNotifier:
                 unfurl_links=False,
                 unfurl_media=False,
             )
-        except SlackApiError as exc:
-            return self._refused(exc, channel)
-        except CONNECTION_ERRORS as exc:
-            return connection_error(exc)
-        except Exception as exc:
-            return unreadable_answer(exc)
-        finally:
-            self._observer.slack_request(time.perf_counter() - started)
+        )
+        if isinstance(response, Retry):
+            return response
+        if isinstance(response, SlackApiError):
+            return self._refused(response, channel)
         ts = response.get("ts")
         posted_in = response.get("channel")
         if not isinstance(ts, str):
@@ -354,20 +346,33 @@ class SlackBotNotifier:
     async def _call_update(
         self, client: AsyncWebClient, channel: str, ts: str, message: SlackMessage
     ) -> Got:
-        started = time.perf_counter()
-        try:
-            await client.chat_update(
+        response = await self._web(
+            client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks or None
             )
+        )
+        if isinstance(response, Retry):
+            return response
+        if isinstance(response, SlackApiError):
+            return self._refused(response, channel)
+        return Delivered()
+
+    async def _web(
+        self, call: Awaitable[AsyncSlackResponse]
+    ) -> AsyncSlackResponse | SlackApiError | Retry:
+        """One Web API call, timed for the metrics: its answer, Slack's refusal for the caller
+        to read, or a Retry when the answer never came or was not Slack's."""
+        started = time.perf_counter()
+        try:
+            return await call
         except SlackApiError as exc:
-            return self._refused(exc, channel)
+            return exc
         except CONNECTION_ERRORS as exc:
             return connection_error(exc)
         except Exception as exc:
             return unreadable_answer(exc)
         finally:
             self._observer.slack_request(time.perf_counter() - started)
-        return Delivered()
 
     @staticmethod
     def _refused(exc: SlackApiError, channel: str) -> Got:
